@@ -1,0 +1,90 @@
+"""Speed goals of gan_conditioning, measured side by side in one run.
+
+    python tests/bench.py            # prints a table, writes bench_results.json
+
+Run it on an otherwise idle machine: every ratio compares two timings taken alternately in the same
+process, so a busy machine shifts both, but thread contention can still distort small kernels.
+"""
+import json, statistics, sys, time, warnings
+from pathlib import Path
+import torch
+warnings.filterwarnings('ignore')
+from fastai.callback.core import Callback
+from fastai.torch_core import set_seed
+from gan_conditioning.all import *
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def per_pixel_log_cond(G, z):
+    "The reference: one reverse-mode gradient per output pixel (google/compare_gan), then the same SVD."
+    with eval_mode(G):
+        zz = z.detach().clone().requires_grad_(True)
+        out = G(zz).reshape(len(z), -1)
+        J = torch.stack([torch.autograd.grad(out[:, i].sum(), zz, retain_graph=True)[0] for i in range(out.shape[1])], 1)
+    s = torch.linalg.svdvals(J.double())
+    return 2 * (s[:, 0].log() - s[:, -1].log())
+
+def alternate(fa, fb, repeats):
+    "Median seconds of `fa` and of `fb`, called alternately `repeats` times after one warm-up each."
+    fa(); fb()
+    ta, tb = [], []
+    for _ in range(repeats):
+        t = time.perf_counter(); fa(); ta.append(time.perf_counter() - t)
+        t = time.perf_counter(); fb(); tb.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+def bench_log_cond(width=64, repeats=3):
+    torch.manual_seed(0)
+    G = dcgan_generator(nz=64, width=width)
+    z = torch.randn(64, 64)
+    torch.testing.assert_close(log_condition_number(G, z).double(), per_pixel_log_cond(G, z), rtol=1e-3, atol=1e-4)
+    ours, loop = alternate(lambda: log_condition_number(G, z), lambda: per_pixel_log_cond(G, z), repeats)
+    return dict(name=f'log_condition_number, DCGAN G (nz=64, 28×28, width={width}), B=64',
+                ours_s=ours, reference_s=loop, ratio=loop / ours, goal='>= 20x faster than the per-pixel loop',
+                met=loop / ours >= 20)
+
+class GenStepTimer(Callback):
+    "Wall time of each generator step, from `before_batch` to `after_step`."
+    order = -10
+    def before_fit(self): self.times = []
+    def before_batch(self): self.t = time.perf_counter()
+    def after_step(self):
+        if self.learn.gan_trainer.gen_mode: self.times.append(time.perf_counter() - self.t)
+
+def bench_jc_step(repeats=3):
+    images = load_mnist(download=False, verbose=False).images[:2560]
+    def gen_step_time(jc):
+        set_seed(0)
+        learn = gan_learner(gan_dls(images, nz=64, bs=64), dcgan_generator(nz=64, width=32), dcgan_critic(width=32))
+        timer = GenStepTimer()
+        cbs = [timer] + ([JacobianClampCallback()] if jc else [])
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 2e-4, cbs=cbs)
+        return statistics.median(timer.times[2:])
+    base, jc = [], []
+    for _ in range(repeats): base.append(gen_step_time(False)); jc.append(gen_step_time(True))
+    b, j = statistics.median(base), statistics.median(jc)
+    return dict(name='generator step, DCGAN width 32, batch 64: with JacobianClampCallback vs without',
+                ours_s=j, reference_s=b, ratio=j / b, goal='<= 1.6x the step without JC', met=j / b <= 1.6)
+
+def bench_cn_overhead(repeats=3):
+    data = ring_data(20_000)
+    def fit(cn):
+        set_seed(0)
+        learn = gan_learner(gan_dls(data, nz=2, bs=100), mlp_generator(nz=2), mlp_critic())
+        with learn.no_bar(), learn.no_logging(): learn.fit(5, 2e-4, cbs=[ConditionNumberCallback()] if cn else [])
+    with_cn, without = alternate(lambda: fit(True), lambda: fit(False), repeats)
+    return dict(name='ring demo (5 epochs): fit with ConditionNumberCallback() vs without',
+                ours_s=with_cn, reference_s=without, ratio=with_cn / without, goal='<= 1.10x (10% overhead)',
+                met=with_cn / without <= 1.10)
+
+def main():
+    rows = []
+    for f in (bench_log_cond, bench_jc_step, bench_cn_overhead):
+        rows.append(f()); r = rows[-1]
+        print(f"{r['name']}\n    {r['ours_s']*1e3:9.1f} ms vs {r['reference_s']*1e3:9.1f} ms   ratio {r['ratio']:6.2f}   goal {r['goal']}: "
+              f"{'met' if r['met'] else 'NOT met'}", flush=True)
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
+    (ROOT/'bench_results.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    print(f"written {ROOT/'bench_results.json'}")
+
+if __name__ == '__main__': main()

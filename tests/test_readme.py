@@ -1,0 +1,21 @@
+"README.md is generated from nbs/index.ipynb and states the install, demo and test commands."
+import importlib.util, re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _make_readme():
+    spec = importlib.util.spec_from_file_location('make_readme', ROOT/'tools'/'make_readme.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+def test_readme_is_generated_from_index():
+    assert (ROOT/'README.md').read_text() == _make_readme().render_readme(), \
+        "README.md is out of date with nbs/index.ipynb: run `python tools/make_readme.py`"
+
+def test_readme_states_the_commands():
+    readme = (ROOT/'README.md').read_text()
+    assert 'pip install -e ".[dev]"' in readme and 'gc-demo' in readme
+    assert 'nbdev-test && pytest tests' in readme
+    ci = (ROOT/'.ci'/'run').read_text()
+    assert 'nbdev-test && pytest tests' in ci, ".ci/run must run the README's test command"
