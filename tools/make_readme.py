@@ -18,8 +18,9 @@ def _outputs(cell):
         if o['output_type'] == 'stream' and o.get('name') == 'stdout': res.append(_text(o['text']))
         elif o['output_type'] in ('execute_result', 'display_data'):
             d = o.get('data', {})
+            if any(k.startswith('image/') or k == 'text/html' for k in d): continue  # tables and figures live on the docs site
             if 'text/markdown' in d: res.append(_text(d['text/markdown']))
-            elif 'text/plain' in d and not any(k.startswith('image/') or k == 'text/html' for k in d): res.append(_text(d['text/plain']))
+            elif 'text/plain' in d: res.append(_text(d['text/plain']))
     return [r.rstrip('\n') for r in res if r.strip()]
 
 def render_readme(nb_path=ROOT/'nbs'/'index.ipynb'):
