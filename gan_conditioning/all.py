@@ -7,11 +7,12 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #819c3a09
-from . import data, models, geometry, conditioning, clamping
+# %% ../nbs/99_all.ipynb #643e628f
+from . import data, models, geometry, conditioning, clamping, metrics
 from .data import *
 from .models import *
 from .geometry import *
 from .conditioning import *
 from .clamping import *
-__all__ = [n for m in (data, models, geometry, conditioning, clamping) for n in m.__all__]
+from .metrics import *
+__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics) for n in m.__all__]
