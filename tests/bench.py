@@ -17,11 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def per_pixel_log_cond(G, z):
     "The reference: one reverse-mode gradient per output pixel (google/compare_gan), then the same SVD."
-    with eval_mode(G):
-        zz = z.detach().clone().requires_grad_(True)
-        out = G(zz).reshape(len(z), -1)
-        J = torch.stack([torch.autograd.grad(out[:, i].sum(), zz, retain_graph=True)[0] for i in range(out.shape[1])], 1)
-    s = torch.linalg.svdvals(J.double())
+    s = torch.linalg.svdvals(jacobian_per_pixel(G, z).double())
     return 2 * (s[:, 0].log() - s[:, -1].log())
 
 def alternate(fa, fb, repeats):

@@ -2,13 +2,7 @@
 import math, numpy as np, pytest, torch, torch.nn as nn
 from gan_conditioning.all import *
 
-def per_pixel_jacobian(G, z):
-    "google/compare_gan's method: one reverse-mode gradient per output coordinate."
-    with eval_mode(G):
-        z = z.detach().clone().requires_grad_(True)
-        out = G(z).reshape(len(z), -1)
-        rows = [torch.autograd.grad(out[:, i].sum(), z, retain_graph=True)[0].reshape(len(z), -1) for i in range(out.shape[1])]
-    return torch.stack(rows, 1)
+per_pixel_jacobian = jacobian_per_pixel  # the slow reverse-mode reference (google/compare_gan's method)
 
 def reference_log_cond(G, z):
     J = per_pixel_jacobian(G, z).double().numpy()
