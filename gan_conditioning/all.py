@@ -7,12 +7,17 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #643e628f
-from . import data, models, geometry, conditioning, clamping, metrics
+# %% ../nbs/99_all.ipynb #15620961
+from . import data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, studies
 from .data import *
 from .models import *
 from .geometry import *
 from .conditioning import *
 from .clamping import *
 from .metrics import *
-__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics) for n in m.__all__]
+from .packing import *
+from .spectral import *
+from .regularization import *
+from .losses import *
+from .studies import *
+__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, studies) for n in m.__all__]

@@ -1,6 +1,7 @@
 """Speed goals of gan_conditioning, measured side by side in one run.
 
     python tests/bench.py            # prints a table, writes bench_results.json
+    python tests/bench.py sr jc      # only these rows
 
 Run it on an otherwise idle machine: every ratio compares two timings taken alternately in the same
 process, so a busy machine shifts both, but thread contention can still distort small kernels.
@@ -62,6 +63,31 @@ def bench_jc_step(repeats=3):
     return dict(name='generator step, DCGAN width 32, batch 64: with JacobianClampCallback vs without',
                 ours_s=j, reference_s=b, ratio=j / b, goal='<= 1.6x the step without JC', met=j / b <= 1.6)
 
+class CriticStepTimer(Callback):
+    "Wall time of each critic step, from `before_batch` to the end of `after_step` (SR runs in `after_step`)."
+    order = 100
+    def before_fit(self): self.times = []
+    def before_batch(self): self.t = time.perf_counter()
+    def after_step(self):
+        if not self.learn.gan_trainer.gen_mode: self.times.append(time.perf_counter() - self.t)
+
+def bench_sr_step(repeats=3, width=64):
+    from gan_conditioning.regularization import SpectralRegularizationCallback
+    images = load_mnist(download=False, verbose=False).images[:2560]
+    def crit_step_time(sr):
+        set_seed(0)
+        cbs = [SpectralRegularizationCallback('dynamic', every=5)] if sr else []
+        learn = gan_learner(gan_dls(images, nz=64, bs=64), dcgan_generator(nz=64, width=32),
+                            dcgan_critic(width=width, norm='spectral'), cbs=cbs)
+        timer = CriticStepTimer()
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 2e-4, cbs=timer)
+        return statistics.mean(timer.times[2:])  # the mean, not the median: SR runs on one critic step in five
+    base, sr = [], []
+    for _ in range(repeats): base.append(crit_step_time(False)); sr.append(crit_step_time(True))
+    b, r = statistics.median(base), statistics.median(sr)
+    return dict(name=f'critic step (mean), SN DCGAN critic width {width}, batch 64: with SpectralRegularizationCallback(every=5) vs SN alone',
+                ours_s=r, reference_s=b, ratio=r / b, goal='<= 1.25x SN alone', met=r / b <= 1.25)
+
 def bench_cn_overhead(repeats=3):
     data = ring_data(20_000)
     def fit(cn):
@@ -87,9 +113,12 @@ def bench_frechet(d=2048, repeats=3):
     return dict(name=f'frechet_distance at d={d} vs pytorch_fid.calculate_frechet_distance',
                 ours_s=ours, reference_s=ref, ratio=ref / ours, goal='>= 3x faster than pytorch-fid', met=ref / ours >= 3)
 
-def main():
+BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet)
+
+def main(names=()):
+    "Run the named rows (default: all); `python tests/bench.py sr jc` runs two."
     rows = []
-    for f in (bench_log_cond, bench_jc_step, bench_cn_overhead, bench_frechet):
+    for f in [BENCHES[n] for n in names] or BENCHES.values():
         rows.append(f()); r = rows[-1]
         print(f"{r['name']}\n    {r['ours_s']*1e3:9.1f} ms vs {r['reference_s']*1e3:9.1f} ms   ratio {r['ratio']:6.2f}   goal {r['goal']}: "
               f"{'met' if r['met'] else 'NOT met'}", flush=True)
@@ -97,4 +126,4 @@ def main():
     (ROOT/'bench_results.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     print(f"written {ROOT/'bench_results.json'}")
 
-if __name__ == '__main__': main()
+if __name__ == '__main__': main(sys.argv[1:])
