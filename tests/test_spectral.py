@@ -133,3 +133,13 @@ def test_monitor_records_and_errors():
         set_seed(0)
         gan_learner(gan_dls(load_mnist(download=False, verbose=False, n=640).images, nz=16, bs=64),
                     dcgan_generator(nz=16, width=8), dcgan_critic(width=8), cbs=SpectralRegularizationCallback())
+
+
+def test_other_parametrizations_and_bad_inputs():
+    "weight_norm splits W into two parameters: the spectrum is read from the effective weight; SR refuses non-SN critics."
+    lin = nn.utils.parametrizations.weight_norm(nn.Linear(6, 4))
+    s = weight_spectra(nn.Sequential(lin))['0']
+    ref = torch.linalg.svdvals(lin.weight.detach().double())
+    torch.testing.assert_close(s.double(), ref / ref[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="norm='spectral'"): spectral_regularize(nn.Sequential(nn.Conv2d(3, 4, 3)))
+    with pytest.raises(ValueError, match="mode"): spectral_regularize(_critic(), mode='both')
