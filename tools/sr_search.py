@@ -11,11 +11,9 @@ import time, torch, warnings, sys, json
 warnings.filterwarnings('ignore')
 from fastai.torch_core import set_seed
 from gan_conditioning.all import *
-from gan_conditioning.geometry import eval_mode
 
 def evaluate(G, clf, seed=0):
-    g = torch.Generator().manual_seed(10_000 + seed)
-    with torch.no_grad(), eval_mode(G): x = torch.cat([G(torch.randn(1000, 64, generator=g)) for _ in range(26)])
+    x = generate(G, torch.randn(26_000, 64, generator=torch.Generator().manual_seed(10_000 + seed)), 1_000)
     return stacked_mnist_stats(x, clf, progress=False)
 
 def main(args):
