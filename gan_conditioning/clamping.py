@@ -56,7 +56,7 @@ def jacobian_clamp_penalty(G:nn.Module, # generator
 class JacobianClampCallback(MeasureCallback):
     "Jacobian Clamping (Odena et al. 2018, Algorithm 1): penalise $Q$ outside $[\\lambda_{min}, \\lambda_{max}]$ in generator steps."
     run_after = GANTrainer  # which step it is, and the batch, are settled by the GAN trainer's `before_batch`
-    columns = ('Q',)
+    columns, _state = ('Q',), ('history', 'q_values')
     def __init__(self, lambda_min:float=1., # lower bound on the quotient Q
                  lambda_max:float=20., # upper bound on the quotient Q
                  eps:float=1., # norm of the latent perturbation δ
@@ -65,7 +65,9 @@ class JacobianClampCallback(MeasureCallback):
         if weight < 0: raise ValueError(f"weight must be >= 0, got {weight}")
         store_attr()
     def before_fit(self):
-        super().before_fit(); self.q_values, self._epoch_q, self._n = [], [], None
+        super().before_fit()
+        if not self.resumed: self.q_values = []
+        self._epoch_q, self._n = [], None
     def before_batch(self):
         self._n = None
         if not (self.training and self.learn.gan_trainer.gen_mode): return

@@ -6,11 +6,13 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/condition_number.html.
 
 # %% ../nbs/03_condition_number.ipynb #0f65ffe6
 from __future__ import annotations
+from copy import deepcopy
 import torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr, class2attr
 from fastai.callback.core import Callback
 from fastai.metrics import ValueMetric
+from fastai.torch_core import rank_distrib, to_device
 from .geometry import *
 
 # %% auto #0
@@ -51,26 +53,54 @@ def check_gan_learner(cb:Callback):
 class MeasureCallback(Callback):
     "Base for callbacks that record a `history`, show recorder columns and stay on the learner after `fit(cbs=...)`."
     columns = ()  # names of the recorder columns, each read from `self.last[name]`
+    main_process_only = False  # True: a measurement of the weights, taken by rank 0 only under distributed training
+    _state = ('history',)  # the attributes `state_dict` saves and `load_state_dict` restores
+    history, iters_before, epochs_before, resumed, _loaded, _fitting = (), 0, 0, False, False, False
     @property
     def handle(self): return class2attr(self, 'Callback')
     @property
     def name(self): return f"{self.handle}_cb"  # the attribute fastai manages (and deletes after fit)
+    def __call__(self, event_name):
+        # fastai's `run` flag skips a callback for one fit; `rank_distrib()` is the RANK that torchrun sets
+        if event_name == 'before_fit': self.run = not (self.main_process_only and rank_distrib() > 0)
+        return super().__call__(event_name)
     def before_fit(self):
         check_gan_learner(self)
         setattr(self.learn, self.handle, self)
-        self.history, self.last = [], {c: float('nan') for c in self.columns}
+        self.resumed, self._loaded, self._fitting = self._loaded and len(self.history) > 0, False, True  # nothing measured: start afresh
+        if self.resumed: self.history = list(self.history)
+        else: self.history, self.iters_before, self.epochs_before = [], 0, 0
+        self.last = {c: float('nan') for c in self.columns}
         self._drop_columns()  # a fit that raised skipped `after_fit` and left its columns behind
         cols = [ValueMetric(lambda c=c: self.last[c], c) for c in self.columns]
         for m in cols: m.measure_cb = type(self)
         self.learn.metrics = self.learn.metrics + cols
-    def after_fit(self): self._drop_columns()
+    def after_fit(self):
+        self.iters_before, self.epochs_before = self.trained
+        self._fitting = False
+        self._drop_columns()
     def _drop_columns(self):
         self.learn.metrics = self.learn.metrics.filter(lambda m: getattr(m, 'measure_cb', None) is not type(self))
+    @property
+    def trained(self):
+        "`(iterations, epochs)` of training behind the weights now, over all the fits this history covers."
+        if not (self._fitting and self.learn is not None): return self.iters_before, self.epochs_before
+        return self.iters_before + self.learn.train_iter, self.epochs_before + self.learn.epoch + 1
     def record(self, **values):
         "Append a measurement to `history` and show its column values."
-        values = dict(iter=self.learn.train_iter, epoch=self.learn.epoch, **values)
+        values = dict(iter=self.iters_before + self.learn.train_iter, epoch=self.epochs_before + self.learn.epoch, **values)
         self.history.append(values)
         self.last.update({c: values[c] for c in self.columns if c in values})
+    def state_dict(self):
+        "The attributes named in `_state`, on the CPU, and the training behind them, for `torch.save`."
+        iters, epochs = self.trained
+        return {**{k: to_device(deepcopy(getattr(self, k, None)), 'cpu') for k in self._state}, 'iters_before': iters, 'epochs_before': epochs}
+    def load_state_dict(self, sd:dict):
+        "Restore a `state_dict`: the next `fit` continues its history (same fixed latents, iterations counted on)."
+        keys, want = set(sd), {*self._state, 'iters_before', 'epochs_before'}
+        if keys != want: raise KeyError(f"{type(self).__name__}.load_state_dict expects the keys {sorted(want)}, got {sorted(keys)}")
+        for k, v in sd.items(): setattr(self, k, deepcopy(v))
+        self._loaded = True
     @property
     def df(self):
         import pandas as pd
@@ -84,7 +114,7 @@ def latent_shape(learn):
 
 class ConditionNumberCallback(MeasureCallback):
     "Track the mean and spread of $\\log\\kappa(M_z)$ over a fixed batch of latents during training."
-    columns = ('log_cond',)
+    columns, main_process_only, _state = ('log_cond',), True, ('history', 'z')
     def __init__(self, n_z:int=64, # latents in the fixed batch
                  every:int=1, # measure every `every` epochs (or training batches, with `per='batch'`)
                  per:str='epoch', # 'epoch' or 'batch'
@@ -95,17 +125,18 @@ class ConditionNumberCallback(MeasureCallback):
         store_attr()
     def before_fit(self):
         super().before_fit()
-        G = self.learn.model.generator
-        dev = next(G.parameters()).device
-        self.z = torch.randn(self.n_z, *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed)).to(dev)
-        self.measure()
+        dev = next(self.learn.model.generator.parameters()).device
+        if self.resumed: self.z = self.z.to(dev)
+        else:
+            self.z = torch.randn(self.n_z, *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed)).to(dev)
+            self.measure()
     def measure(self):
         lc = log_condition_number(self.learn.model.generator, self.z, self.chunk_size)
         self.record(log_cond=lc.mean().item(), std=lc.std().item(), min=lc.min().item(), max=lc.max().item())
     def after_batch(self):
-        if self.per == 'batch' and self.training and (self.learn.train_iter % self.every == 0): self.measure()
+        if self.per == 'batch' and self.training and (self.trained[0] % self.every == 0): self.measure()
     def after_train(self):  # not after_epoch: the recorder reads metric columns right after validation
-        if self.per == 'epoch' and (self.learn.epoch + 1) % self.every == 0: self.measure()
+        if self.per == 'epoch' and self.trained[1] % self.every == 0: self.measure()
     def plot(self, ax=None, label=None, **kwargs):
         "Mean log κ over training, with a band of ±1 standard deviation over the fixed batch."
         if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=72)

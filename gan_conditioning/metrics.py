@@ -394,6 +394,7 @@ def generate(G:nn.Module, # generator
 
 class SampleMetricsCallback(MeasureCallback):
     "Score a fixed batch of generated samples with `metric` every `every` epochs; chosen values become recorder columns."
+    main_process_only, _state = True, ('history', 'z')
     def __init__(self, metric:Callable, # samples `(N, ...)` -> dict of numbers
                  columns:tuple=(), # keys of the dict shown as recorder columns
                  n_samples:int=2_500, # samples generated for each measurement
@@ -406,6 +407,7 @@ class SampleMetricsCallback(MeasureCallback):
         store_attr(); self.columns = tuple(columns)
     def before_fit(self):
         super().before_fit()
+        if self.resumed: return  # the same latents; the starting weights were measured before the checkpoint
         self.z = torch.randn(self.n_samples, *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed))
         self.measure()
     def samples(self):
@@ -417,7 +419,7 @@ class SampleMetricsCallback(MeasureCallback):
         if missing: raise KeyError(f"the metric returned {sorted(values)}, without the columns {sorted(missing)}")
         self.record(**{k: float(v) for k, v in values.items()})
     def after_train(self):
-        if (self.learn.epoch + 1) % self.every == 0: self.measure()
+        if self.trained[1] % self.every == 0: self.measure()
     def plot(self, keys=None, axs=None):
         "Each of `keys` (default: the columns) against the training iteration."
         keys = list(keys or self.columns)

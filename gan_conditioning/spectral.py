@@ -50,7 +50,8 @@ def spectral_collapse(s:torch.Tensor): # normalised singular values of one layer
 # %% ../nbs/07_spectral_collapse.ipynb #fefaf5c5
 class SpectralMonitorCallback(MeasureCallback):
     "Record the normalised singular values of the critic's weights during training; warn on spectral collapse."
-    columns = ('sv_collapse',)
+    columns, main_process_only = ('sv_collapse',), True
+    _state = ('history', 'spectra', 'crit_steps', 'max_area', 'warned')
     def __init__(self, every:int=100, # measure every `every` critic steps
                  warn_drop:float|None=0.5, # warn when a layer's area falls below this fraction of its running maximum; None: never
                  kinds=_kinds): # layer types to monitor
@@ -62,6 +63,7 @@ class SpectralMonitorCallback(MeasureCallback):
         super().before_fit()
         if not spectral_layers(self.learn.model.critic, self.kinds):
             raise ValueError("SpectralMonitorCallback found no linear or convolution layer with 2+ singular values in the critic.")
+        if self.resumed: return  # the starting weights were measured before the checkpoint
         self.spectra, self.crit_steps, self.max_area, self.warned = [], 0, {}, set()
         self.measure()
 

@@ -1,0 +1,80 @@
+"`gc-study` as a user meets it: interrupted and rerun, it keeps every finished run; bad names fail clearly; a diverging run does not stop the study."
+import os, signal, subprocess, sys, time, shutil
+from pathlib import Path
+import pytest, torch, torch.nn as nn
+
+GC_STUDY = shutil.which('gc-study') or str(Path(sys.executable).with_name('gc-study'))
+ARGS = ['--variants', 'baseline,jc', '--seeds', '2', '--epochs', '3', '--no-checkpoints']  # 4 short runs
+
+def _env(): return {**os.environ, 'MPLBACKEND': 'Agg', 'OMP_NUM_THREADS': '1'}
+
+def _runs(folder): return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((folder / 'ring/runs').glob('*.json'))}
+
+def test_interrupted_study_keeps_finished_runs(tmp_path):
+    out = tmp_path / 'study'
+    # a shell's background job starts with SIGINT ignored, and Python keeps it so: restore it, as in a terminal
+    p = subprocess.Popen([GC_STUDY, *ARGS, '--out', str(out)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / 'ring/runs').glob('*.json'))) < 2 and p.poll() is None: time.sleep(0.05)
+    assert p.poll() is None, f"gc-study ended before it could be interrupted:\n{p.stdout.read()}"
+    p.send_signal(signal.SIGINT)                      # Ctrl-C, in the middle of the third run
+    log = p.communicate(timeout=120)[0]
+    assert p.returncode != 0, log
+    before = _runs(out)
+    assert 2 <= len(before) < 4, f"expected an interrupted study, found {sorted(before)}"
+    time.sleep(0.05)
+    r = subprocess.run([GC_STUDY, *ARGS, '--out', str(out)], env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{len(before)} finished runs read back" in r.stdout and f"{4 - len(before)} to train" in r.stdout, r.stdout
+    after = _runs(out)
+    assert sorted(after) == ['baseline-seed0.json', 'baseline-seed1.json', 'jc-seed0.json', 'jc-seed1.json']
+    for name, (data, mtime) in before.items():            # finished runs were read, not retrained or rewritten
+        assert after[name] == (data, mtime), f"{name} was written again"
+    assert 'var(hq %)' in r.stdout and 'log_kappa' in r.stdout and 'modes' in r.stdout
+    assert (out / 'ring/study.png').stat().st_size > 10_000 and (out / 'ring/results.csv').exists()
+
+@pytest.mark.parametrize('args, message', [
+    (['--dataset', 'cifar'], "unknown dataset 'cifar'; choose from: ring, grid, mnist, stacked_mnist"),
+    (['--variants', 'baseline,pack2'], "unknown variant part 'pack2'"),
+    (['--dataset', 'mnist', '--variants', 'pac3'], "batch size 64 is not a multiple of m=3"),
+])
+def test_bad_names_fail_clearly(tmp_path, args, message):
+    r = subprocess.run([GC_STUDY, *args, '--out', str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir()), "nothing may be written for a bad command"
+
+def test_diverging_run_is_recorded_and_the_study_goes_on(tmp_path):
+    from gan_conditioning.studies import study_data, run_study
+    from gan_conditioning.models import mlp_critic
+    class Exploding(nn.Module):
+        "A critic whose output turns infinite in about one step in a hundred."
+        def __init__(self): super().__init__(); self.critic = mlp_critic()
+        def forward(self, x): return self.critic(x) * torch.where(torch.rand(()) < 0.01, float('inf'), 1.)
+    data = study_data('ring').replace(epochs=1, n_eval=500, n_curve=500, critic=lambda sn: Exploding() if sn else mlp_critic())
+    with pytest.warns(UserWarning, match='the run diverged.*The study goes on'):
+        study = run_study(data, ['sn', 'baseline'], seeds=1, out=tmp_path, checkpoints=False, progress=False)
+    res = study.runs.set_index('variant')
+    assert res.loc['sn', 'status'] == 'diverged' and 'loss is' in res.loc['sn', 'message']
+    assert res.loc['baseline', 'status'] == 'ok' and res.loc['baseline', 'modes'] >= 0
+    summary = study.summary()
+    assert summary.loc['sn', 'runs ok'] == '0/1' and summary.loc['baseline', 'runs ok'] == '1/1'
+
+def _free_port():
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def test_gc_study_under_torchrun(tmp_path):
+    "A 2-process CPU (gloo) launch of a short study: both processes train each run with DDP; rank 0 alone measures, writes and prints."
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+           '--master_port', str(_free_port()), GC_STUDY, *ARGS, '--seeds', '1', '--out', str(tmp_path)]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count('runs ok') == 1 and r.stdout.count('finished runs read back') == 1, r.stdout   # one table, one writer
+    import json
+    runs = sorted((tmp_path / 'ring/runs').glob('*.json'))
+    assert [p.name for p in runs] == ['baseline-seed0.json', 'jc-seed0.json']
+    for p in runs:
+        run = json.loads(p.read_text())
+        assert run['result']['status'] == 'ok' and 0 <= run['result']['hq'] <= 1
+        assert len(run['curves']['iter']) == 4          # measured once per epoch (and at the start), not once per process
