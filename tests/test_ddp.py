@@ -3,7 +3,6 @@
 import os, socket, subprocess, sys, warnings
 from pathlib import Path
 import pytest, torch, torch.nn as nn
-from torch.nn.utils.parametrizations import spectral_norm
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastai.vision.gan import GANModule
@@ -13,16 +12,9 @@ WORLD, EPOCHS, BS, N_REAL = 2, 2, 32, 1_200
 SR_EVERY, JC_MIN, RING_STD = 2, 2., 0.1
 
 
-class _Logit(nn.Module):
-    def forward(self, x): return x.reshape(len(x), -1).squeeze(1)
-
-class _Column(nn.Module):
-    def forward(self, x): return x.unsqueeze(-1)
-
 def _sn_conv_critic():
-    "A ring critic of 1×1 spectrally normalised convolutions, so that SR has layers to act on (as in test_losses.py)."
-    return nn.Sequential(_Column(), spectral_norm(nn.Conv1d(2, 32, 1)), nn.LeakyReLU(0.2),
-                         spectral_norm(nn.Conv1d(32, 32, 1)), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(32, 1), _Logit())
+    "A small ring critic of 1×1 spectrally normalised convolutions, so that SR has layers to act on."
+    return sn_point_critic(width=32, depth=2)
 
 def _models(): return mlp_generator(nz=2, width=32), _sn_conv_critic()
 

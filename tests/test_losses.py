@@ -1,7 +1,6 @@
 "Losses against direct formulas, V* by an ideal critic, the gap-aware scheduler, and every callback with every loss."
 import math, warnings
 import pytest, torch, torch.nn as nn
-from torch.nn.utils.parametrizations import spectral_norm
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from gan_conditioning.all import *
@@ -117,17 +116,9 @@ def test_gradient_penalty_callback_adds_the_penalty():
     assert len(chk.diffs) > 3 and max(chk.diffs) < 1e-5
 
 
-class _Logit(nn.Module):
-    def forward(self, x): return x.reshape(len(x), -1).squeeze(1)
-
-class _Column(nn.Module):
-    "(B, D) points as (B, D, 1) sequences of length 1, for 1×1 convolutions (packing widens D)."
-    def forward(self, x): return x.unsqueeze(-1)
-
 def _sn_conv_critic():
-    "A ring critic made of 1×1 spectrally normalised convolutions, so that SR has layers to act on."
-    return nn.Sequential(_Column(), spectral_norm(nn.Conv1d(2, 32, 1)), nn.LeakyReLU(0.2),
-                         spectral_norm(nn.Conv1d(32, 32, 1)), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(32, 1), _Logit())
+    "A small ring critic of 1×1 spectrally normalised convolutions, so that SR has layers to act on."
+    return sn_point_critic(width=32, depth=2)
 
 CALLBACKS = {
     'jacobian_clamp': lambda loss: JacobianClampCallback(),
