@@ -1,4 +1,4 @@
-"`gc-study` as a user meets it: interrupted and rerun, it keeps every finished run; bad names fail clearly; a diverging run does not stop the study."
+"`gc-study` as a user meets it: interrupted and rerun, it keeps every finished run and leaves no worker behind; bad arguments fail in one line; a diverging run does not stop the study."
 import os, signal, subprocess, sys, time, shutil
 from pathlib import Path
 import pytest, torch, torch.nn as nn
@@ -7,6 +7,15 @@ GC_STUDY = shutil.which('gc-study') or str(Path(sys.executable).with_name('gc-st
 ARGS = ['--variants', 'baseline,jc', '--seeds', '2', '--epochs', '3', '--no-checkpoints']  # 4 short runs
 
 def _env(): return {**os.environ, 'MPLBACKEND': 'Agg', 'OMP_NUM_THREADS': '1'}
+
+def _children(pid):
+    "The process ids of `pid`'s children (Linux)."
+    try: return {int(c) for t in Path(f'/proc/{pid}/task').iterdir() for c in (t / 'children').read_text().split()}
+    except FileNotFoundError: return set()
+
+def _alive(pid):
+    try: return Path(f'/proc/{pid}/stat').read_text().split(') ')[1][0] not in 'ZX'
+    except FileNotFoundError: return False
 
 def _runs(folder): return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((folder / 'ring/runs').glob('*.json'))}
 
@@ -18,9 +27,14 @@ def test_interrupted_study_keeps_finished_runs(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / 'ring/runs').glob('*.json'))) < 2 and p.poll() is None: time.sleep(0.05)
     assert p.poll() is None, f"gc-study ended before it could be interrupted:\n{p.stdout.read()}"
-    p.send_signal(signal.SIGINT)                      # Ctrl-C, in the middle of the third run
+    workers = _children(p.pid)
+    assert len(workers) >= 2, f"expected gc-study's default to train in worker processes, found children {workers}"
+    p.send_signal(signal.SIGINT)                      # Ctrl-C, while the third and fourth runs train
     log = p.communicate(timeout=120)[0]
-    assert p.returncode != 0, log
+    assert p.returncode != 0 and 'interrupted; the finished runs are saved' in log and 'Traceback' not in log, log
+    deadline = time.time() + 30
+    while time.time() < deadline and any(map(_alive, workers)): time.sleep(0.1)
+    assert not any(map(_alive, workers)), f"worker processes outlived the interrupted study: {[w for w in workers if _alive(w)]}"
     before = _runs(out)
     assert 2 <= len(before) < 4, f"expected an interrupted study, found {sorted(before)}"
     time.sleep(0.05)
@@ -37,11 +51,23 @@ def test_interrupted_study_keeps_finished_runs(tmp_path):
 @pytest.mark.parametrize('args, message', [
     (['--dataset', 'cifar'], "unknown dataset 'cifar'; choose from: ring, grid, mnist, stacked_mnist"),
     (['--variants', 'baseline,pack2'], "unknown variant part 'pack2'"),
+    (['--variants', ','], "--variants names no variant"),
     (['--dataset', 'mnist', '--variants', 'pac3'], "batch size 64 is not a multiple of m=3"),
+    (['--seeds', '0'], "seeds (a number of seeds) must be a positive integer, got 0"),
+    (['--epochs', '-2'], "epochs must be a positive integer, got -2"),
+    (['--steps', '0'], "steps must be a positive integer, got 0"),
+    (['--epochs', '2', '--steps', '100'], "as epochs or as steps, not both"),
+    (['--every', '0'], "every must be a positive integer"),
+    (['--lr', '0'], "lr must be a positive number, got 0"),
+    (['--jobs', '-1'], "--jobs must be 0 (one per core) or a positive number"),
+    (['--device', 'gpu7'], "device 'gpu7' is not a torch device"),
+    pytest.param(['--device', 'cuda'], "this machine has no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has CUDA')),
 ])
-def test_bad_names_fail_clearly(tmp_path, args, message):
+def test_bad_arguments_fail_in_one_line(tmp_path, args, message):
     r = subprocess.run([GC_STUDY, *args, '--out', str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not any(tmp_path.iterdir()), "nothing may be written for a bad command"
 
 def test_diverging_run_is_recorded_and_the_study_goes_on(tmp_path):
@@ -53,7 +79,7 @@ def test_diverging_run_is_recorded_and_the_study_goes_on(tmp_path):
         def forward(self, x): return self.critic(x) * torch.where(torch.rand(()) < 0.01, float('inf'), 1.)
     data = study_data('ring').replace(epochs=1, n_eval=500, n_curve=500, critic=lambda sn: Exploding() if sn else mlp_critic())
     with pytest.warns(UserWarning, match='the run diverged.*The study goes on'):
-        study = run_study(data, ['sn', 'baseline'], seeds=1, out=tmp_path, checkpoints=False, progress=False)
+        study = run_study(data, ['sn', 'baseline'], seeds=1, out=tmp_path, checkpoints=False, progress=False, jobs=1)
     res = study.runs.set_index('variant')
     assert res.loc['sn', 'status'] == 'diverged' and 'loss is' in res.loc['sn', 'message']
     assert res.loc['baseline', 'status'] == 'ok' and res.loc['baseline', 'modes'] >= 0
