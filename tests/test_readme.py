@@ -14,10 +14,12 @@ def test_readme_is_generated_from_index():
         "README.md is out of date with nbs/index.ipynb: run `python tools/make_readme.py`"
 
 def test_readme_states_the_commands():
-    "The install line, `gc-study` and the test command are the first three commands, in that order."
+    "The install line, `gc-study`, the system package the tests need (chromium) and the test command come first, in that order."
     readme = (ROOT/'README.md').read_text()
     blocks = re.findall(r'```sh\n(.*?)```', readme, re.S)
     commands = [line.strip() for b in blocks for line in b.splitlines() if line.strip()]
-    assert commands[:3] == ['pip install torch torchvision && pip install -e ".[dev]"', 'gc-study', 'nbdev-test && pytest tests'], commands
+    assert commands[:2] == ['pip install torch torchvision && pip install -e ".[dev]"', 'gc-study'], commands
+    assert commands[2].startswith('sudo apt-get install -y chromium'), commands   # the browser test's system package
+    assert commands[3] == 'nbdev-test && pytest tests', commands
     ci = (ROOT/'.ci'/'run').read_text()
     assert 'nbdev-test && pytest tests' in ci, ".ci/run must run the README's test command"
