@@ -6,7 +6,7 @@
 Run it on an otherwise idle machine: every ratio compares two timings taken alternately in the same
 process, so a busy machine shifts both, but thread contention can still distort small kernels.
 """
-import json, statistics, sys, time, warnings
+import json, statistics, sys, time, warnings, tempfile
 from pathlib import Path
 import torch
 warnings.filterwarnings('ignore')
@@ -113,7 +113,24 @@ def bench_frechet(d=2048, repeats=3):
     return dict(name=f'frechet_distance at d={d} vs pytorch_fid.calculate_frechet_distance',
                 ours_s=ours, reference_s=ref, ratio=ref / ours, goal='>= 3x faster than pytorch-fid', met=ref / ours >= 3)
 
-BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet)
+def bench_study_jobs(steps=600):
+    "A 4-run ring study trained in 2 one-thread worker processes against one run at a time here; then on dask."
+    kw = dict(variants=['baseline', 'jc'], seeds=2, steps=steps, checkpoints=False, progress=False)
+    def study(**more):
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter(); s = run_study('ring', out=d, **kw, **more); return time.perf_counter() - t, s
+    (one, s1), (two, s2) = study(jobs=1), study(jobs=2)
+    assert s1.runs.drop(columns='minutes').equals(s2.runs.drop(columns='minutes')), 'jobs=2 changed the runs'
+    row = dict(name=f'run_study ring, 4 runs of {steps} generator steps: jobs=2 vs jobs=1', ours_s=two, reference_s=one,
+               ratio=one / two, goal='>= 1.3x faster on 2 cores', met=one / two >= 1.3)
+    try: from dask.distributed import LocalCluster, Client
+    except ImportError: return row
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, Client(c) as client:
+        t, _ = study(executor=client.get_executor())
+    row['dask_s'], row['dask_overhead_per_run_s'] = t, (t - two) / 4   # against the same 2 local workers
+    return row
+
+BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet, jobs=bench_study_jobs)
 
 def main(names=()):
     "Run the named rows (default: all); `python tests/bench.py sr jc` runs two."
@@ -122,6 +139,7 @@ def main(names=()):
         rows.append(f()); r = rows[-1]
         print(f"{r['name']}\n    {r['ours_s']*1e3:9.1f} ms vs {r['reference_s']*1e3:9.1f} ms   ratio {r['ratio']:6.2f}   goal {r['goal']}: "
               f"{'met' if r['met'] else 'NOT met'}", flush=True)
+        if 'dask_s' in r: print(f"    on a dask LocalCluster of 2 one-thread workers: {r['dask_s']:.1f} s, {r['dask_overhead_per_run_s']:+.2f} s a run against jobs=2", flush=True)
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
     (ROOT/'bench_results.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     print(f"written {ROOT/'bench_results.json'}")
