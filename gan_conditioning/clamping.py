@@ -56,18 +56,20 @@ def jacobian_clamp_penalty(G:nn.Module, # generator
 class JacobianClampCallback(MeasureCallback):
     "Jacobian Clamping (Odena et al. 2018, Algorithm 1): penalise $Q$ outside $[\\lambda_{min}, \\lambda_{max}]$ in generator steps."
     run_after = GANTrainer  # which step it is, and the batch, are settled by the GAN trainer's `before_batch`
-    columns, _state = ('Q',), ('history', 'q_values')
+    columns, _state, _q_fetched = ('Q',), ('history', 'q_values'), 0
     def __init__(self, lambda_min:float=1., # lower bound on the quotient Q
                  lambda_max:float=20., # upper bound on the quotient Q
                  eps:float=1., # norm of the latent perturbation δ
-                 weight:float=1.): # multiplier of the penalty in the generator loss (0: only measure Q)
+                 weight:float=1., # multiplier of the penalty in the generator loss (0: only measure Q)
+                 check_every:int=50): # read the NaN check on the host every this many generator steps (see `NaNGuard`)
         _check_bounds(lambda_min, lambda_max, eps)
         if weight < 0: raise ValueError(f"weight must be >= 0, got {weight}")
-        store_attr()
+        store_attr(); self.guard = NaNGuard(check_every)
     def before_fit(self):
         super().before_fit()
         if not self.resumed: self.q_values = []
-        self._epoch_q, self._n = [], None
+        self._epoch_q, self._n, self._q_fetched = [], None, 0
+        self.guard.reset()
     def before_batch(self):
         self._n = None
         if not (self.training and self.learn.gan_trainer.gen_mode): return
@@ -82,20 +84,34 @@ class JacobianClampCallback(MeasureCallback):
         if self._n is None: return
         Q = clamp_quotient(self.learn.pred, self._x2, self.eps)
         penalty = clamp_penalty(Q, self.lambda_min, self.lambda_max)
-        if not torch.isfinite(penalty):
-            raise FloatingPointError(
-                f"JacobianClampCallback: the penalty is {penalty.item()} at training iteration {self.learn.train_iter}; "
-                f"{(~torch.isfinite(Q)).sum().item()} of {len(Q)} quotients Q are not finite, so the generator's outputs are. "
-                "The generator has diverged: lower the learning rate or `weight`, and check that the data are scaled to [-1, 1].")
         if self.weight: self.learn.loss_grad = self.learn.loss_grad + self.weight * penalty
-        q = Q.detach().float().cpu()
-        self.q_values.append(q); self._epoch_q.append(q.mean().item())
-        inside = ((q >= self.lambda_min) & (q <= self.lambda_max)).float().mean().item()
-        self.record(q_mean=q.mean().item(), q_min=q.min().item(), q_max=q.max().item(), inside=inside, penalty=penalty.item())
-        self._x2 = None
+        q, p = Q.detach().float(), penalty.detach()   # kept on the device: no host sync in a training step
+        self.q_values.append(q); self._epoch_q.append(q.mean())
+        inside = ((q >= self.lambda_min) & (q <= self.lambda_max)).float().mean()
+        self.record(q_mean=q.mean(), q_min=q.min(), q_max=q.max(), inside=inside, penalty=p)
+        self._x2, self._nq = None, len(q)
+        if self.guard.watch(p, self.learn.train_iter, torch.stack([p.double(), (~torch.isfinite(q)).sum().double()])): self._check()
+    def _check(self):
+        bad = self.guard.check()
+        if bad is None: return
+        step, here, (penalty, n_bad) = bad
+        where = (f"the penalty is {penalty} at training iteration {step}; {n_bad:.0f} of {self._nq} quotients Q are not finite, "
+                 "so the generator's outputs are" if here else f"the penalty is not finite in another process at training iteration {step}")
+        raise FloatingPointError(f"JacobianClampCallback: {where}. The generator has diverged: lower the learning rate or `weight`, "
+                                 "and check that the data are scaled to [-1, 1].")
     def after_train(self):
-        if self._epoch_q: self.last['Q'] = sum(self._epoch_q) / len(self._epoch_q)
+        if self._epoch_q: self.last['Q'] = torch.stack(self._epoch_q).mean()
         self._epoch_q = []
+        self._check()   # at the end of every epoch, whatever `check_every`
+    def after_fit(self):
+        super().after_fit()
+        self._check()   # a fit stopped mid-epoch (e.g. after a number of steps)
+    def fetch(self):
+        new = super().fetch()
+        q = getattr(self, 'q_values', [])[self._q_fetched:]
+        if q and q[0].device.type != 'cpu': self.q_values[self._q_fetched:] = list(torch.cat(q).cpu().split([len(x) for x in q]))
+        self._q_fetched = len(self.q_values)
+        return new
     def plot(self, ax=None, label=None, **kwargs):
         "Mean Q per generator step, the [min, max] band over the batch, and the clamping bounds."
         if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=72)

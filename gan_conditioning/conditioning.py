@@ -7,7 +7,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/condition_number.html.
 # %% ../nbs/03_condition_number.ipynb #0f65ffe6
 from __future__ import annotations
 from copy import deepcopy
-import torch, torch.nn as nn
+import torch, torch.nn as nn, torch.distributed as dist
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr, class2attr
 from fastai.callback.core import Callback
@@ -16,24 +16,24 @@ from fastai.torch_core import rank_distrib, to_device
 from .geometry import *
 
 # %% auto #0
-__all__ = ['log_condition_number', 'mean_metric_eigvals', 'plot_spectra', 'check_gan_learner', 'MeasureCallback', 'latent_shape',
-           'ConditionNumberCallback']
+__all__ = ['log_condition_number', 'mean_metric_eigvals', 'plot_spectra', 'check_gan_learner', 'MeasureCallback', 'NaNGuard',
+           'latent_shape', 'ConditionNumberCallback']
 
 # %% ../nbs/03_condition_number.ipynb #9e644a13
 def log_condition_number(G:nn.Module, # generator
                          z:torch.Tensor, # latents `(B, nz)`
-                         chunk_size:int=16): # see `jacobian`
+                         chunk_size:int|None=None): # see `jacobian`
     "$\\log\\kappa(M_z) = 2(\\log\\sigma_1 - \\log\\sigma_n)$ of each latent's metric tensor, shape `(B,)`."
     s = torch.linalg.svdvals(jacobian(G, z, chunk_size).double())  # float64: σ_n of a badly conditioned J survives
     return (2 * (s[:, 0].log() - s[:, -1].log())).float()
 
 # %% ../nbs/03_condition_number.ipynb #d6d731d3
-def mean_metric_eigvals(G:nn.Module, z:torch.Tensor, chunk_size:int=16):
+def mean_metric_eigvals(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
     "Eigenvalues (descending) of the batch-mean metric tensor $\\frac1B\\sum_b J_{z_b}^\\top J_{z_b}$, shape `(nz,)`."
     J = jacobian(G, z, chunk_size).double()
     return torch.linalg.eigvalsh((J.transpose(1, 2) @ J).mean(0)).flip(0).float()
 
-def plot_spectra(G:nn.Module, z:torch.Tensor, ax=None, chunk_size:int=16):
+def plot_spectra(G:nn.Module, z:torch.Tensor, ax=None, chunk_size:int|None=None):
     "Per-$z$ eigenvalue spectra of $M_z$ (thin lines) and the spectrum of the batch-mean metric tensor (thick)."
     if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=72)
     ev = metric_eigvals(G, z, chunk_size).cpu()
@@ -50,12 +50,19 @@ def check_gan_learner(cb:Callback):
                          f"`GANModule` model); got a {type(cb.learn).__name__} with model {type(cb.learn.model).__name__}. "
                          "Build the learner with `gan_learner(...)` or `fastai.vision.gan.GANLearner(...)`.")
 
+def _fetch_scalars(spots):
+    "Replace each `d[k]` that is a tensor by its value as a float: one transfer per device, not one per value."
+    by_device = {}
+    for d, k in spots: by_device.setdefault(d[k].device, []).append((d, k))
+    for group in by_device.values():
+        for (d, k), x in zip(group, torch.stack([d[k].double().reshape(()) for d, k in group]).tolist()): d[k] = x
+
 class MeasureCallback(Callback):
     "Base for callbacks that record a `history`, show recorder columns and stay on the learner after `fit(cbs=...)`."
     columns = ()  # names of the recorder columns, each read from `self.last[name]`
     main_process_only = False  # True: a measurement of the weights, taken by rank 0 only under distributed training
     _state = ('history',)  # the attributes `state_dict` saves and `load_state_dict` restores
-    history, iters_before, epochs_before, resumed, _loaded, _fitting = (), 0, 0, False, False, False
+    _history, _fetched, iters_before, epochs_before, resumed, _loaded, _fitting = (), 0, 0, 0, False, False, False
     @property
     def handle(self): return class2attr(self, 'Callback')
     @property
@@ -75,10 +82,12 @@ class MeasureCallback(Callback):
         cols = [ValueMetric(lambda c=c: self.last[c], c) for c in self.columns]
         for m in cols: m.measure_cb = type(self)
         self.learn.metrics = self.learn.metrics + cols
+    def after_epoch(self): self.fetch()  # before the recorder (order 50) reads `last`
     def after_fit(self):
         self.iters_before, self.epochs_before = self.trained
         self._fitting = False
         self._drop_columns()
+        self.fetch()
     def _drop_columns(self):
         self.learn.metrics = self.learn.metrics.filter(lambda m: getattr(m, 'measure_cb', None) is not type(self))
     @property
@@ -87,10 +96,24 @@ class MeasureCallback(Callback):
         if not (self._fitting and self.learn is not None): return self.iters_before, self.epochs_before
         return self.iters_before + self.learn.train_iter, self.epochs_before + self.learn.epoch + 1
     def record(self, **values):
-        "Append a measurement to `history` and show its column values."
-        values = dict(iter=self.iters_before + self.learn.train_iter, epoch=self.epochs_before + self.learn.epoch, **values)
-        self.history.append(values)
+        "Append a measurement to `history` and show its column values. Tensors stay on their device until `fetch`."
+        values = dict(iter=self.iters_before + self.learn.train_iter, epoch=self.epochs_before + self.learn.epoch,
+                      **{k: v.detach() if torch.is_tensor(v) else v for k, v in values.items()})
+        self._history.append(values)
         self.last.update({c: values[c] for c in self.columns if c in values})
+    def fetch(self):
+        "Turn what was recorded as device tensors into Python numbers, in one transfer: after each epoch, and whenever `history` is read."
+        new = self._history[self._fetched:] if isinstance(self._history, list) else []
+        last = getattr(self, 'last', {})
+        _fetch_scalars([(d, k) for d in new for k, v in d.items() if torch.is_tensor(v)] + [(last, k) for k, v in last.items() if torch.is_tensor(v)])
+        self._fetched = len(self._history)
+        return new
+    @property
+    def history(self):
+        "One dict of Python numbers per measurement."
+        self.fetch(); return self._history
+    @history.setter
+    def history(self, h): self._history, self._fetched = h, 0
     def state_dict(self):
         "The attributes named in `_state`, on the CPU, and the training behind them, for `torch.save`."
         iters, epochs = self.trained
@@ -106,6 +129,36 @@ class MeasureCallback(Callback):
         import pandas as pd
         return pd.DataFrame(self.history)
 
+# %% ../nbs/03_condition_number.ipynb #7cfab002
+class NaNGuard:
+    "Watch tensors for NaN and inf on their device; read the verdict on the host only every `every` watches, in every process at once."
+    _none = 2**62  # no bad step yet
+    def __init__(self, every:int=50): # watches between two host reads (a diverged run trains at most this many steps more)
+        if every < 1: raise ValueError(f"every must be a positive integer, got {every}")
+        self.every = every; self.reset()
+    def reset(self): self.first, self.info, self.n = None, None, 0
+    def watch(self, x:torch.Tensor, # values that must all be finite
+              step:int, # the training iteration, for the report
+              info:torch.Tensor|None=None): # numbers to keep from the first bad watch (e.g. the loss), for the message
+        "Note on the device whether `x` is finite, without waiting for it; returns True when it is time to `check`."
+        bad = ~torch.isfinite(x.detach()).all()
+        if self.first is None: self.first = torch.full((), self._none, dtype=torch.long, device=bad.device)
+        new = bad & (self.first == self._none)
+        self.first = torch.where(new, step, self.first)
+        if info is not None:
+            info = info.detach().double().flatten()
+            self.info = info if self.info is None else torch.where(new, info, self.info)
+        self.n += 1
+        return self.n % self.every == 0
+    def check(self):
+        "`None`, or `(step, here, info)`: the first bad step over all processes, whether it was this process's, and its `info`."
+        if self.first is None: return None
+        first = self.first.clone()
+        if dist.is_available() and dist.is_initialized(): dist.all_reduce(first, dist.ReduceOp.MIN)  # collective: every rank checks together
+        vals = torch.cat([torch.stack([first, self.first]).double(), self.info if self.info is not None else first.new_zeros(0).double()]).tolist()
+        step, mine = int(vals[0]), int(vals[1])
+        return None if step == self._none else (step, mine == step, vals[2:])
+
 # %% ../nbs/03_condition_number.ipynb #ca168f80
 def latent_shape(learn):
     "Shape of one latent `z` of a GAN learner: `nz` of our loaders, else read from a batch."
@@ -119,7 +172,7 @@ class ConditionNumberCallback(MeasureCallback):
                  every:int=1, # measure every `every` epochs (or training batches, with `per='batch'`)
                  per:str='epoch', # 'epoch' or 'batch'
                  seed:int=0, # seed of the fixed batch
-                 chunk_size:int=16): # see `jacobian`
+                 chunk_size:int|None=None): # see `jacobian`
         if per not in ('epoch', 'batch'): raise ValueError(f"per must be 'epoch' or 'batch', got {per!r}")
         if every < 1: raise ValueError(f"every must be a positive integer, got {every}")
         store_attr()
@@ -131,8 +184,9 @@ class ConditionNumberCallback(MeasureCallback):
             self.z = torch.randn(self.n_z, *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed)).to(dev)
             self.measure()
     def measure(self):
-        lc = log_condition_number(self.learn.model.generator, self.z, self.chunk_size)
-        self.record(log_cond=lc.mean().item(), std=lc.std().item(), min=lc.min().item(), max=lc.max().item())
+        try: lc = log_condition_number(self.learn.model.generator, self.z, self.chunk_size)
+        except torch.linalg.LinAlgError: lc = self.z.new_full((len(self.z),), float('nan'))  # a diverged generator: NaN, the NaN checks stop the run
+        self.record(log_cond=lc.mean(), std=lc.std(), min=lc.min(), max=lc.max())
     def after_batch(self):
         if self.per == 'batch' and self.training and (self.trained[0] % self.every == 0): self.measure()
     def after_train(self):  # not after_epoch: the recorder reads metric columns right after validation

@@ -14,7 +14,7 @@ from fastcore.basics import store_attr, noop
 from fastai.callback.core import Callback
 from fastai.torch_core import num_distrib, rank_distrib
 from fastai.vision.gan import AdaptiveGANSwitcher
-from .conditioning import check_gan_learner
+from .conditioning import check_gan_learner, NaNGuard
 
 # %% auto #0
 __all__ = ['GANDDP', 'shard_indices', 'is_main_process', 'local_device', 'GANDistributedTrainer', 'setup_gan_distrib',
@@ -130,15 +130,22 @@ def gan_distrib_ctx(learn, # a `GANLearner`, e.g. from `gan_learner`
 
 # %% ../nbs/12_distributed.ipynb #56b6ace4
 class StopOnNaNCallback(Callback):
-    "Stop training with a clear `FloatingPointError` when a training loss is NaN or infinite."
+    "Stop training with a clear `FloatingPointError` when a training loss is NaN or infinite, in every process at the same step."
     order = 60  # after every callback that adds to the loss in `after_loss`
+    def __init__(self, check_every:int=50): # read the verdict on the host every this many steps (see `NaNGuard`)
+        self.guard = NaNGuard(check_every)
+    def before_fit(self): self.guard.reset()
     def after_loss(self):
         if not self.training: return
-        bad = (~torch.isfinite(self.learn.loss_grad.detach())).any().float()
-        if dist.is_available() and dist.is_initialized(): dist.all_reduce(bad, dist.ReduceOp.MAX)  # every process stops together
-        if not bad: return
-        which = 'generator' if self.learn.gan_trainer.gen_mode else 'critic'
-        value = self.learn.loss_grad.item()
-        raise FloatingPointError(f"the {which} loss {f'is {value}' if not math.isfinite(value) else 'is not finite in another process'} at training iteration "
-                                 f"{self.learn.train_iter} (epoch {self.learn.epoch}): the run diverged. "
+        loss = self.learn.loss_grad.detach().reshape(-1)[:1].double()
+        gen = torch.full_like(loss, float(self.learn.gan_trainer.gen_mode))   # filled on the device: no copy, no sync
+        if self.guard.watch(loss, self.learn.train_iter, torch.cat([loss, gen])): self._check()
+    def after_train(self): self._check()   # at the end of every epoch
+    def after_fit(self): self._check()     # a fit stopped mid-epoch, e.g. after a number of steps
+    def _check(self):
+        bad = self.guard.check()
+        if bad is None: return
+        step, here, (value, gen) = bad
+        what = f"the {'generator' if gen else 'critic'} loss is {value}" if here else "a loss is not finite in another process"
+        raise FloatingPointError(f"{what} at training iteration {step}: the run diverged. "
                                  "Lower the learning rate, or add a regulariser (e.g. 'jc' or 'sn').")

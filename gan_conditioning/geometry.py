@@ -12,7 +12,8 @@ from torch.func import jvp, vmap
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['eval_mode', 'jacobian', 'jacobian_per_pixel', 'metric_tensor', 'metric_eigvals', 'metric_eigvecs', 'latent_walker']
+__all__ = ['eval_mode', 'widest_activation', 'jacobian_plan', 'jacobian', 'jacobian_per_pixel', 'metric_tensor', 'metric_eigvals',
+           'metric_eigvecs', 'latent_walker']
 
 # %% ../nbs/02_metric_tensor.ipynb #35589821
 @contextmanager
@@ -33,12 +34,37 @@ def _jacobian_block(G, z, chunk_size):
     eye = torch.eye(nz, dtype=zf.dtype, device=zf.device)
     return torch.cat([columns(eye[i:i + chunk_size]) for i in range(0, nz, chunk_size)]).permute(1, 2, 0)
 
+def widest_activation(G:nn.Module, z:torch.Tensor):
+    "Elements per sample of the largest output of any module of `G`, from one forward of `z[:1]` in eval mode."
+    sizes = []
+    def hook(m, i, out):
+        if torch.is_tensor(out): sizes.append(out[0].numel())
+    hooks = [m.register_forward_hook(hook) for m in G.modules()]
+    try:
+        with eval_mode(G), torch.no_grad(): G(z[:1])
+    finally:
+        for h in hooks: h.remove()
+    return max(sizes)
+
+def jacobian_plan(G:nn.Module, z:torch.Tensor,
+                  max_memory:int=2**29, # bytes the forward-mode passes may hold at once
+                  chunk_size:int|None=None, batch_size:int|None=None): # fixed by the caller, or None: chosen here
+    "`(chunk_size, batch_size)` for `jacobian`: at most 16 tangents and 64 latents a forward, fewer if they would pass `max_memory`."
+    nz, itemsize = z[0].numel(), z.element_size()
+    per = 3 * widest_activation(G, z) * itemsize   # bytes per latent per tangent: primal, tangent and a temporary
+    chunk, batch = chunk_size or min(nz, 16), batch_size or min(len(z), 64)
+    while batch_size is None and batch > 1 and batch * (chunk + 1) * per > max_memory: batch = (batch + 1) // 2
+    while chunk_size is None and chunk > 1 and batch * (chunk + 1) * per > max_memory: chunk = (chunk + 1) // 2
+    return chunk, batch
+
 def jacobian(G:nn.Module, # generator; called on `z` of shape `(B, *z_shape)`
              z:torch.Tensor, # latents, `(B, nz)` or `(B, nz, 1, 1)`
-             chunk_size:int=16, # basis vectors pushed through `G` at once
-             batch_size:int=64): # latents per forward: memory ∝ batch_size·chunk_size·(G's widest layer)
+             chunk_size:int|None=None, # basis vectors pushed through `G` at once; None: from `max_memory`
+             batch_size:int|None=None, # latents per forward; None: from `max_memory`
+             max_memory:int=2**29): # bytes of activations the passes may hold at once (see `jacobian_plan`)
     "Per-sample Jacobians $\\partial G(z_b)/\\partial z_b$, shape `(B, out_dim, nz)`, by batched forward-mode autodiff."
     z = z.detach()
+    chunk_size, batch_size = jacobian_plan(G, z, max_memory, chunk_size, batch_size)
     with eval_mode(G), torch.no_grad():
         return torch.cat([_jacobian_block(G, z[i:i + batch_size], chunk_size) for i in range(0, len(z), batch_size)])
 
@@ -52,17 +78,17 @@ def jacobian_per_pixel(G:nn.Module, z:torch.Tensor):
     return torch.stack(rows, 1)
 
 # %% ../nbs/02_metric_tensor.ipynb #4e59dc1a
-def metric_tensor(G:nn.Module, z:torch.Tensor, chunk_size:int=16):
+def metric_tensor(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
     "The metric tensor $M_z = J_z^\\top J_z$ (Odena et al. 2018, Eq. 5), shape `(B, nz, nz)`."
     J = jacobian(G, z, chunk_size)
     return J.transpose(1, 2) @ J
 
-def metric_eigvals(G:nn.Module, z:torch.Tensor, chunk_size:int=16):
+def metric_eigvals(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
     "Eigenvalues of $M_z$ in descending order, shape `(B, nz)`: the squared singular values of $J_z$."
     return torch.linalg.svdvals(jacobian(G, z, chunk_size)) ** 2
 
 # %% ../nbs/02_metric_tensor.ipynb #4d016bdf
-def metric_eigvecs(G:nn.Module, z:torch.Tensor, chunk_size:int=16):
+def metric_eigvecs(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
     "Eigenvalues `(B, nz)` and eigenvectors `(B, nz, nz)` (columns) of $M_z$, in descending order of eigenvalue."
     _, S, Vh = torch.linalg.svd(jacobian(G, z, chunk_size), full_matrices=False)
     return S ** 2, Vh.transpose(1, 2)

@@ -414,7 +414,10 @@ class SampleMetricsCallback(MeasureCallback):
         "Generate the `n_samples` samples of the fixed latents, on the CPU."
         return generate(self.learn.model.generator, self.z, self.batch_size, self.progress)
     def measure(self):
-        values = self.metric(self.samples())
+        x = self.samples()
+        if not torch.isfinite(x).all():   # a diverged generator: nothing to score, and the run's NaN checks stop it
+            return self.record(**{c: float('nan') for c in self.columns})
+        values = self.metric(x)
         missing = set(self.columns) - set(values)
         if missing: raise KeyError(f"the metric returned {sorted(values)}, without the columns {sorted(missing)}")
         self.record(**{k: float(v) for k, v in values.items()})

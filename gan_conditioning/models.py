@@ -18,8 +18,9 @@ from .geometry import eval_mode
 from .losses import ns_loss
 
 # %% auto #0
-__all__ = ['mlp_generator', 'mlp_critic', 'dcgan_generator', 'dcgan_critic', 'FrozenSteps', 'FrozenGradsCallback', 'gan_learner',
-           'plot_samples']
+__all__ = ['mlp_generator', 'mlp_critic', 'dcgan_generator', 'dcgan_critic', 'init_normal_', 'Maxout', 'pacgan_generator',
+           'maxout_critic', 'unrolled_generator', 'unrolled_critic', 'FrozenSteps', 'FrozenGradsCallback',
+           'gan_learner', 'gan_splitter', 'plot_samples']
 
 # %% ../nbs/01_models.ipynb #1d1b40b8
 def _mlp(n_in, n_out, width, depth, act):
@@ -76,6 +77,56 @@ def dcgan_critic(n_channels:int=1, # channels of one sample
         sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), bn, nn.LeakyReLU(0.2),          # 7×7
         nn.Flatten(), sn(nn.Linear(2 * width * 7 * 7, 1)), _Logit())
 
+# %% ../nbs/01_models.ipynb #e54230d3
+def init_normal_(model:nn.Module, std:float=0.02): # standard deviation of the weights
+    "Every linear and convolution weight ~ N(0, std²) and bias = 0, in place: the DCGAN/PacGAN initialisation."
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0., std)
+            if m.bias is not None: nn.init.zeros_(m.bias)
+    return model
+
+class Maxout(nn.Module):
+    "`n_out` maxout units (Goodfellow et al. 2013): each the maximum of `pieces` linear maps of the input."
+    def __init__(self, n_in:int, n_out:int, pieces:int=5):
+        super().__init__()
+        self.pieces, self.linear = pieces, nn.Linear(n_in, n_out * pieces)
+    def forward(self, x): return self.linear(x).unflatten(-1, (-1, self.pieces)).amax(-1)
+
+def pacgan_generator(nz:int=2, # latent dimension
+                     n_out:int=2, # data dimension
+                     width:int=400, depth:int=4): # hidden units per layer, hidden layers
+    "PacGAN's 2-D generator: `depth` × (linear without bias, batch norm, ReLU), then linear; N(0, 0.02) init."
+    layers, d = [], nz
+    for _ in range(depth): layers += [nn.Linear(d, width, bias=False), nn.BatchNorm1d(width), nn.ReLU()]; d = width
+    return init_normal_(nn.Sequential(*layers, nn.Linear(d, n_out)))
+
+def maxout_critic(n_in:int=2, # data dimension
+                  width:int=200, pieces:int=5, depth:int=3, # maxout units per layer, linear pieces per unit, layers
+                  pack:int=1): # samples judged jointly: the input is `pack * n_in` wide
+    "PacGAN's 2-D critic: `depth` maxout layers, then linear to one logit `(B,)`; no batch norm; N(0, 0.02) init."
+    layers, d = [], n_in * pack
+    for _ in range(depth): layers.append(Maxout(d, width, pieces)); d = width
+    return init_normal_(nn.Sequential(*layers, nn.Linear(d, 1), _Logit()))
+
+# %% ../nbs/01_models.ipynb #b8977521
+def unrolled_generator(nz:int=256, # latent dimension
+                       n_channels:int=3): # 3 for Stacked MNIST
+    "The Stacked MNIST generator of PacGAN's Unrolled-GAN setting: 4×4×64 → 7×7×32 → 14×14×16 → 28×28×8 → `n_channels`, tanh."
+    def up(ci, co, extra): return [nn.ConvTranspose2d(ci, co, 3, 2, 1, output_padding=extra), nn.BatchNorm2d(co), nn.ReLU()]
+    return init_normal_(nn.Sequential(
+        nn.Flatten(), nn.Linear(nz, 64 * 4 * 4), nn.Unflatten(1, (64, 4, 4)), nn.BatchNorm2d(64), nn.ReLU(),
+        *up(64, 32, 0), *up(32, 16, 1), *up(16, 8, 1),        # 7×7, 14×14, 28×28 (TensorFlow's 'SAME' sizes)
+        nn.Conv2d(8, n_channels, 3, 1, 1), nn.Tanh()))
+
+def unrolled_critic(n_channels:int=3, # channels of one sample
+                    channels:tuple=(2, 4, 8), # (2, 4, 8): D = 1/4 G; (4, 8, 16): D = 1/2 G
+                    pack:int=1): # samples judged jointly: the input has `pack * n_channels` channels
+    "The tiny Stacked MNIST critic of PacGAN's Unrolled-GAN setting: 3×3 stride-2 convs, batch norm, LeakyReLU(0.3)."
+    layers, c = [], n_channels * pack
+    for co in channels: layers += [nn.Conv2d(c, co, 3, 2, 1), nn.BatchNorm2d(co), nn.LeakyReLU(0.3)]; c = co
+    return init_normal_(nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 4 * 4, 1), _Logit()))   # 28 → 14 → 7 → 4
+
 # %% ../nbs/01_models.ipynb #f7a65ef5
 class FrozenSteps(Callback):
     "Record, for every training step, whether the network that was frozen in it changed."
@@ -112,6 +163,11 @@ def gan_learner(dls, # `DataLoaders` of (noise, real), e.g. from `gan_dls`
     return GANLearner(dls, generator, critic, gen_loss, crit_loss, switcher=FixedGANSwitcher(n_crit=n_crit),
                       switch_eval=switch_eval, show_img=False, opt_func=opt_func,
                       cbs=L(cbs) + [FrozenGradsCallback()], metrics=metrics, **kwargs)
+
+# %% ../nbs/01_models.ipynb #281a30ce
+def gan_splitter(model): # a fastai `GANModule`
+    "Two parameter groups, the generator's then the critic's, so that `fit(n, [lr_g, lr_d])` sets each its own rate."
+    return [list(model.generator.parameters()), list(model.critic.parameters())]
 
 # %% ../nbs/01_models.ipynb #592717ba
 def plot_samples(G:nn.Module, # a generator of 2-D points

@@ -16,7 +16,8 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import combined_cos
 from fastai.torch_core import set_seed
 from .data import ring_data, ring_centers, grid_data, grid_centers, load_mnist, stacked_mnist, gan_dls
-from .models import mlp_generator, mlp_critic, dcgan_generator, dcgan_critic, gan_learner, _Logit
+from .models import (mlp_generator, mlp_critic, dcgan_generator, dcgan_critic, gan_learner, gan_splitter, _Logit,
+                                      pacgan_generator, maxout_critic, unrolled_generator, unrolled_critic)
 from .conditioning import ConditionNumberCallback
 from .clamping import JacobianClampCallback
 from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist_stats, mnist_scores,
@@ -34,41 +35,61 @@ __all__ = ['StudyData', 'sn_point_critic', 'study_data', 'parse_variant', 'StepC
 class StudyData:
     "How a study trains and scores one dataset."
     def __init__(self, name:str, real:Callable, # () -> real samples in [-1, 1]
-                 nz:int, bs:int, lr:float, epochs:int, # latent size, batch size, learning rate, default epochs
+                 nz:int, bs:int, lr:float, # latent size, batch size, learning rate (the generator's)
+                 epochs:int|None, # default length in epochs
                  generator:Callable, # () -> generator
-                 critic:Callable, # (sn:bool) -> critic; `sn=True` for spectrally normalised variants
+                 critic:Callable, # (sn:bool, pack:int) -> critic for SN variants if `sn`, reading packs of `pack` samples (or `(sn)`: see `PackingCallback`)
                  metric:Callable, # () -> (samples -> dict of numbers); built once per study (once per worker)
                  columns:tuple, # the metric's keys, in table order
                  score:str, # the column plotted against log κ
                  n_eval:int, # samples scored at the end of a run
                  n_curve:int, # samples scored after each epoch
-                 schedule:str='fit'): # 'fit' (constant lr) or 'flat_cos'
+                 schedule:str='fit', # 'fit' (constant lr) or 'flat_cos'
+                 steps:int|None=None, # default length in generator steps (a paper's), used when `epochs` is None
+                 betas:tuple=(0.5, 0.999), # Adam's (β1, β2)
+                 critic_lr_mult:float=1., # the critic's learning rate is `lr * critic_lr_mult`
+                 packs:bool=False): # `bs` counts packs: PacGAN-m trains on `bs * m` samples a step, as the paper
         store_attr()
+        if (epochs is None) == (steps is None): raise ValueError(f"{name}: give the default length as epochs or as steps (one of them)")
+    def batch_size(self, pack:int=1): return self.bs * pack if self.packs else self.bs
+    def variant(self, name:str):
+        "What the variant `name` trains on this dataset (`parse_variant`), checked against it before anything trains."
+        v = parse_variant(name, None if self.packs else self.bs)
+        if v['sn']: _critic(self, True, v['pack'])   # a dataset without an SN critic says so here, not in a worker
+        return v
+    def length(self, epochs:int|None=None, steps:int|None=None):
+        "`(epochs, steps)` of a run: as asked, or the dataset's default when neither is given."
+        return (epochs, steps) if epochs or steps else (self.epochs, self.steps)
     def replace(self, **kwargs):
         "A copy with some settings changed, e.g. `study_data('ring').replace(lr=1e-4)`."
         names = list(inspect.signature(StudyData).parameters)
         return StudyData(**{**{k: getattr(self, k) for k in names}, **kwargs})
-    def __repr__(self): return f"StudyData({self.name!r}: nz={self.nz}, bs={self.bs}, lr={self.lr}, epochs={self.epochs}, scores {self.columns})"
+    def __repr__(self): return f"StudyData({self.name!r}: nz={self.nz}, bs={self.bs}, lr={self.lr}, " + (f"epochs={self.epochs}" if self.epochs else f"steps={self.steps}") + f", scores {self.columns})"
 
 class _Column(nn.Module):
     "(B, D) points as (B, D, 1), length-1 sequences: 1×1 convolutions then act as linear layers."
     def forward(self, x): return x.unsqueeze(-1)
 
 def sn_point_critic(n_in:int=2, # data dimension
-                    width:int=128, depth:int=3): # hidden units per layer, hidden layers (as `mlp_critic`)
+                    width:int=128, depth:int=3, # hidden units per layer, hidden layers (as `mlp_critic`)
+                    pack:int=1): # samples judged jointly: the input is `pack * n_in` wide
     "`mlp_critic` with spectral norm, built of 1×1 convolutions so that SR (which acts on conv layers) applies."
-    sn, layers, d = nn.utils.parametrizations.spectral_norm, [_Column()], n_in
+    sn, layers, d = nn.utils.parametrizations.spectral_norm, [_Column()], n_in * pack
     for _ in range(depth): layers += [sn(nn.Conv1d(d, width, 1)), nn.LeakyReLU(0.2)]; d = width
     return nn.Sequential(*layers, sn(nn.Conv1d(d, 1, 1)), _Logit())
 
 # The builders are module-level functions and `partial`s, not lambdas, so that a `StudyData` can be
 # pickled to the worker processes of a parallel study (`run_study(jobs=...)`).
-def _point_critic(sn): return sn_point_critic() if sn else mlp_critic()
+def _point_critic(sn, pack=1): return sn_point_critic(pack=pack) if sn else mlp_critic(pack=pack)
 def _mode_metric(centers, std): return lambda x: mode_stats(x, centers(), std)._asdict()
 def _digits(): return load_mnist(download=False, verbose=False)
 def _digit_images(): return _digits().images
 def _stacked_images(n=50_000): return stacked_mnist(n, _digits(), seed=0)[0]
-def _dcgan_critic(sn, **kwargs): return dcgan_critic(norm='spectral' if sn else 'batch', **kwargs)
+def _dcgan_critic(sn, pack=1, **kwargs): return dcgan_critic(norm='spectral' if sn else 'batch', pack=pack, **kwargs)
+def _without_sn(build, name, sn, pack=1):
+    "`build(pack=pack)`, for a dataset whose critic has no spectrally normalised form."
+    if sn: raise ValueError(f"{name}: the authors' critic has no spectrally normalised form; run SN and SR variants on another dataset")
+    return build(pack=pack)
 
 def _points(name, data, centers, std):
     return StudyData(name, partial(data, 20_000, seed=0), nz=2, bs=120, lr=5e-4, epochs=25,
@@ -104,7 +125,7 @@ _PARTS = "baseline, jc, pac2, pac3, ..., sn, sr-static, sr-dynamic, " + ", ".joi
 def _unknown(kind, name, known):
     return ValueError(f"unknown {kind} {name!r}; choose from: {known}")
 
-def study_data(name:str): # 'ring', 'grid', 'mnist' or 'stacked_mnist'
+def study_data(name:str): # a dataset ('ring', 'grid', 'mnist', 'stacked_mnist') or a paper's preset ('pacgan-grid', ...)
     "The `StudyData` called `name`, with a clear error for an unknown name."
     if isinstance(name, StudyData): return name
     if name not in _DATASETS: raise _unknown('dataset', name, ', '.join(_DATASETS))
@@ -112,8 +133,8 @@ def study_data(name:str): # 'ring', 'grid', 'mnist' or 'stacked_mnist'
 
 def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hinge+jc'
                   bs:int|None=None): # the batch size, to check that PacGAN's m divides it
-    "What the variant `name` trains: `dict(sn, loss, n_crit, cbs)`, where `cbs` builds its callbacks."
-    v, seen = dict(sn=False, loss='ns', n_crit=1, cbs=[]), set()
+    "What the variant `name` trains: `dict(sn, loss, n_crit, pack, cbs)`, where `cbs` builds its callbacks."
+    v, seen = dict(sn=False, loss='ns', n_crit=1, pack=1, cbs=[]), set()
     for part in name.split('+'):
         m = re.fullmatch(r'pac(\d+)', part)
         kind = ('pac' if m else 'sr' if part.startswith('sr-') else 'loss' if part in _LOSSES else part)
@@ -128,12 +149,32 @@ def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hing
             k = int(m[1])
             if k < 2: raise ValueError(f"PacGAN packs m >= 2 samples, got {part!r}")
             if bs is not None and bs % k: raise ValueError(f"{part}: the batch size {bs} is not a multiple of m={k}; pick m dividing {bs}")
-            v['cbs'].append(lambda k=k: PackingCallback(k))
+            v['pack'] = k; v['cbs'].append(lambda k=k: PackingCallback(k))   # the critic is built for packs of k
         elif part in _LOSSES:
             v['loss'] = part
             if part == 'wgan-gp': v['n_crit'] = 5; v['cbs'].append(GradientPenaltyCallback)
         else: raise ValueError(f"unknown variant part {part!r} in {name!r}: a variant is parts joined by '+', each one of {_PARTS} (e.g. 'hinge+jc')")
     return v
+
+# %% ../nbs/10_protocols.ipynb #5b4fe95a
+def _pacgan_points(name, data, centers, std):
+    "PacGAN's 2-D protocol: fjxmlzn/PacGAN, synthetic_data_experiments/2DRing_GAN&PacGAN/config.py."
+    return StudyData(name, partial(data, 100_000, seed=0), nz=2, bs=100, lr=1e-4, epochs=None, steps=400_000,
+                     generator=pacgan_generator, critic=partial(_without_sn, maxout_critic, name),
+                     metric=partial(_mode_metric, centers, std), columns=('modes', 'hq', 'rkl'), score='modes',
+                     n_eval=2_500, n_curve=2_500, betas=(0.8, 0.999), packs=True)
+
+def _unrolled_stacked(name, channels):
+    "PacGAN's Stacked MNIST experiment, Unrolled-GAN setting: stacked_MNIST_experiments/unrolled_GAN_experiment/."
+    return StudyData(name, _stacked_images, nz=256, bs=128, lr=1e-4, epochs=None, steps=500_000,
+                     generator=partial(unrolled_generator, 256), critic=partial(_without_sn, partial(unrolled_critic, channels=channels), name),
+                     metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=25_600, n_curve=10_000,
+                     betas=(0.5, 0.99), critic_lr_mult=2., packs=True)
+
+_DATASETS.update({'pacgan-ring': _pacgan_points('pacgan-ring', ring_data, ring_centers, 0.01),
+                  'pacgan-grid': _pacgan_points('pacgan-grid', grid_data, grid_centers, 0.05),
+                  'stacked-mnist-d4': _unrolled_stacked('stacked-mnist-d4', (2, 4, 8)),
+                  'stacked-mnist-d2': _unrolled_stacked('stacked-mnist-d2', (4, 8, 16))})
 
 # %% ../nbs/10_protocols.ipynb #b26baf6d
 class StepClock(Callback):
@@ -167,6 +208,7 @@ def _curves(cn, sm, mon, clock):
     return pd.merge_asof(df.sort_values('iter'), sp, on='iter')
 
 def _fit(learn, data, epochs, lr):
+    if data.critic_lr_mult != 1: lr = [lr, lr * data.critic_lr_mult]   # the generator's group, then the critic's (`gan_splitter`)
     with warnings.catch_warnings():  # fastai's GANTrainer warns about its own attribute names
         warnings.filterwarnings('ignore', message='You are shadowing an attribute')
         with learn.no_bar(), learn.no_logging(), gan_distrib_ctx(learn):  # DDP when launched with torchrun
@@ -181,6 +223,12 @@ def _epochs_for(steps, n_batches, n_crit):
     if per_epoch < 1: raise ValueError(f"an epoch of {n_batches} batches holds no generator step at n_crit={n_crit}; use more data")
     return math.ceil(steps / per_epoch)
 
+def _critic(data, sn, pack):
+    "The dataset's critic for packs of `pack`; one from a builder of `sn` alone is widened by `PackingCallback` instead."
+    try: takes_pack = len(inspect.signature(data.critic).parameters) > 1
+    except (TypeError, ValueError): takes_pack = True
+    return data.critic(sn, pack) if takes_pack else data.critic(sn)
+
 def study_learner(data:StudyData|str, # a dataset of the study, or its name
                   variant:str, # see `parse_variant`
                   seed:int=0, # seeds the networks' initialisation and the measurements' fixed latents
@@ -191,31 +239,33 @@ def study_learner(data:StudyData|str, # a dataset of the study, or its name
                   every:int|None=None): # measure every `every` generator steps (None: after every epoch)
     "The learner a study trains for `variant`: the dataset's networks and loss, the variant's callbacks, and the measuring ones."
     data = study_data(data)
-    v = parse_variant(variant, data.bs)
+    v = data.variant(variant)
     real = data.real() if real is None else real
     metric = data.metric() if metric is None else metric
     set_seed(seed)
-    dls = gan_dls(real, nz=data.nz, bs=data.bs, device=device)
+    dls = gan_dls(real, nz=data.nz, bs=data.batch_size(v['pack']), device=device)
     crit_steps = max(1, len(dls.train) * v['n_crit'] // (v['n_crit'] + 1))   # critic steps per epoch
     off = 10**9 if every else None   # measured by the clock instead of per epoch
     measure = [ConditionNumberCallback(n_z=64, seed=seed, every=off or 1), SampleMetricsCallback(metric, (), data.n_curve, seed=seed, every=off or 1),
                SpectralMonitorCallback(every=off or crit_steps, warn_drop=None)]
     clock = StepClock(measure, every, steps, flat_cos=data.schedule == 'flat_cos')
     extra = [f() for f in v['cbs']] + measure + [clock, StopOnNaNCallback()] + list(cbs() if cbs else [])
-    return gan_learner(dls, data.generator(), data.critic(v['sn']), loss=_LOSSES[v['loss']](), n_crit=v['n_crit'], cbs=extra)
+    return gan_learner(dls, data.generator(), _critic(data, v['sn'], v['pack']), loss=_LOSSES[v['loss']](), n_crit=v['n_crit'],
+                       beta1=data.betas[0], beta2=data.betas[1], cbs=extra, **(dict(splitter=gan_splitter) if data.critic_lr_mult != 1 else {}))
 
 def train_run(data:StudyData|str, variant:str, seed:int, # as `study_learner`
-              epochs:int|None=None, lr:float|None=None, # None: the dataset's defaults
+              epochs:int|None=None, lr:float|None=None, # None (and no `steps`): the dataset's defaults
               real=None, metric=None, device=None, cbs=None, # as `study_learner`
               steps:int|None=None, # train this many generator steps instead of `epochs`
               every:int|None=None): # measure every `every` generator steps (None: every epoch)
     "Train one variant for one seed; return `(result, curves, learner)`, the result's `status` 'ok' or 'diverged'."
     data = study_data(data)
-    epochs, lr = epochs or data.epochs, lr or data.lr
+    epochs, steps = data.length(epochs, steps)
+    lr = lr or data.lr
     metric = data.metric() if metric is None else metric
     learn = study_learner(data, variant, seed, real, metric, device, cbs, steps, every)
     cn, sm, mon, clock = (_find(learn, c) for c in (ConditionNumberCallback, SampleMetricsCallback, SpectralMonitorCallback, StepClock))
-    if steps: epochs = _epochs_for(steps, len(learn.dls.train), parse_variant(variant)['n_crit'])
+    if steps: epochs = _epochs_for(steps, len(learn.dls.train), data.variant(variant)['n_crit'])
     start, status, message = time.time(), 'ok', ''
     try: _fit(learn, data, epochs, lr)
     except FloatingPointError as e: status, message = 'diverged', str(e).splitlines()[-1].strip()

@@ -64,14 +64,20 @@ def spectral_regularize(critic:nn.Module, # a critic with spectrally normalised 
     groups = {}
     for m in layers: groups.setdefault(tuple(weight_matrix(m).shape), []).append(m)
     for group in groups.values():
-        U, s, Vh = torch.linalg.svd(torch.stack([weight_matrix(m) for m in group]), full_matrices=False)
+        W = torch.stack([weight_matrix(m) for m in group])
+        try: U, s, Vh = torch.linalg.svd(W, full_matrices=False)
+        except torch.linalg.LinAlgError as e:
+            raise FloatingPointError("spectral_regularize: the critic's weights are not finite, so the run has diverged; "
+                                     "lower the learning rate.") from e
         if mode == 'static': s_new = static_compensation(s, s.shape[-1] // 2 if gamma is None else gamma)
         else:
             old = torch.stack([m.sr_ratio_max for m in group])
             s_new, r = dynamic_compensation(s, old.nan_to_num(0.))
             for m, ri in zip(group, r): m.sr_ratio_max.copy_(ri)
-            if old.isnan().all(): continue  # the first call only records the ratios, as in the reference code
-        for m, W in zip(group, (U * s_new.unsqueeze(-2)) @ Vh): raw_weight(m).copy_(W.reshape(raw_weight(m).shape))
+        W_new = (U * s_new.unsqueeze(-2)) @ Vh
+        if mode == 'dynamic':   # a layer's first call only records its ratios, as in the reference code; decided on the device
+            W_new = torch.where(old.isnan().all(-1)[:, None, None], W, W_new)
+        for m, Wm in zip(group, W_new): raw_weight(m).copy_(Wm.reshape(raw_weight(m).shape))
 
 # %% ../nbs/08_spectral_regularization.ipynb #4433d8d0
 class SpectralRegularizationCallback(Callback):

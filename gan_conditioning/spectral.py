@@ -6,7 +6,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/spectral_collapse.html
 
 # %% ../nbs/07_spectral_collapse.ipynb #156b8634
 from __future__ import annotations
-import warnings
+import math, warnings
 import torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from torch.nn.utils import parametrize
@@ -37,8 +37,13 @@ def spectral_layers(model:nn.Module, kinds=_kinds):
 def weight_spectra(model:nn.Module, # a critic, or any model
                    kinds=_kinds): # layer types to analyse
     "For each layer: singular values $\\sigma_i/\\sigma_1$ of its weight matrix, descending (Liu et al. 2019, §3)."
-    with torch.no_grad():
-        return {n: _normalised(torch.linalg.svdvals(weight_matrix(m).double())).float().cpu() for n, m in spectral_layers(model, kinds)}
+    return {n: s.cpu() for n, s in _spectra(model, kinds).items()}
+
+@torch.no_grad()
+def _spectra(model, kinds=_kinds):
+    "`weight_spectra` on the weights' device, so that a callback can measure without waiting for the device."
+    # SVD in float64, rounded to float32: the last bits of LAPACK's answer vary with the number of threads
+    return {n: _normalised(torch.linalg.svdvals(weight_matrix(m).double())).float() for n, m in spectral_layers(model, kinds)}
 
 def _normalised(s): return s / s[..., :1]
 
@@ -50,7 +55,7 @@ def spectral_collapse(s:torch.Tensor): # normalised singular values of one layer
 # %% ../nbs/07_spectral_collapse.ipynb #fefaf5c5
 class SpectralMonitorCallback(MeasureCallback):
     "Record the normalised singular values of the critic's weights during training; warn on spectral collapse."
-    columns, main_process_only = ('sv_collapse',), True
+    columns, main_process_only, _sp_fetched = ('sv_collapse',), True, 0
     _state = ('history', 'spectra', 'crit_steps', 'max_area', 'warned')
     def __init__(self, every:int=100, # measure every `every` critic steps
                  warn_drop:float|None=0.5, # warn when a layer's area falls below this fraction of its running maximum; None: never
@@ -64,7 +69,7 @@ class SpectralMonitorCallback(MeasureCallback):
         if not spectral_layers(self.learn.model.critic, self.kinds):
             raise ValueError("SpectralMonitorCallback found no linear or convolution layer with 2+ singular values in the critic.")
         if self.resumed: return  # the starting weights were measured before the checkpoint
-        self.spectra, self.crit_steps, self.max_area, self.warned = [], 0, {}, set()
+        self.spectra, self.crit_steps, self.max_area, self.warned, self._sp_fetched = [], 0, {}, set(), 0
         self.measure()
 
     def after_step(self):
@@ -73,20 +78,33 @@ class SpectralMonitorCallback(MeasureCallback):
         if self.crit_steps % self.every == 0: self.measure()
 
     def measure(self):
-        sp = weight_spectra(self.learn.model.critic, self.kinds)
-        score = {k: spectral_collapse(s).item() for k, s in sp.items()}
+        critic = self.learn.model.critic
+        try: sp = _spectra(critic, self.kinds)   # on the critic's device: read back after the epoch, by `fetch`
+        except torch.linalg.LinAlgError:  # a diverged critic: NaN, and the run's NaN checks stop it
+            sp = {n: torch.full((min(weight_matrix(m).shape),), math.nan) for n, m in spectral_layers(critic, self.kinds)}
+        score = {k: spectral_collapse(s) for k, s in sp.items()}
         self.spectra.append(sp)
-        self.record(sv_collapse=sum(score.values()) / len(score), crit_step=self.crit_steps, **{f'collapse[{k}]': v for k, v in score.items()})
-        self._check(score)
+        self.record(sv_collapse=torch.stack(list(score.values())).double().mean(), crit_step=self.crit_steps, **{f'collapse[{k}]': v for k, v in score.items()})
 
-    def _check(self, score):
+    def fetch(self):
+        new = super().fetch()
+        sp = getattr(self, 'spectra', [])[self._sp_fetched:]
+        flat = [s for d in sp for s in d.values()]
+        if flat and flat[0].device.type != 'cpu':
+            it = iter(torch.cat(flat).cpu().split([len(s) for s in flat]))   # one transfer for all new spectra
+            self.spectra[self._sp_fetched:] = [{k: next(it) for k in d} for d in sp]
+        self._sp_fetched = len(getattr(self, 'spectra', []))
+        for row in new: self._check({k[len('collapse['):-1]: v for k, v in row.items() if k.startswith('collapse[')}, row['crit_step'])
+        return new
+
+    def _check(self, score, crit_step):
         for k, c in score.items():
             area = 1 - c
             self.max_area[k] = max(self.max_area.get(k, 0.), area)
             if self.warn_drop is not None and k not in self.warned and area < self.warn_drop * self.max_area[k]:
                 self.warned.add(k)
                 warnings.warn(f"spectral collapse in critic layer '{k}': the area under its normalised spectrum fell from "
-                              f"{self.max_area[k]:.3f} to {area:.3f} (critic step {self.crit_steps}). Mode collapse often "
+                              f"{self.max_area[k]:.3f} to {area:.3f} (critic step {crit_step}). Mode collapse often "
                               "follows; SpectralRegularizationCallback counters it (Liu et al. 2019).")
 
     def plot(self, n_snapshots:int=6, # measurements to draw per layer, evenly spaced over training

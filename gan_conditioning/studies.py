@@ -151,10 +151,11 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
     _check_args(seeds, epochs, steps, every, lr, jobs, device)
     data = study_data(dataset)
     variants, seeds = list(variants), (list(range(seeds)) if isinstance(seeds, int) else list(seeds))
-    for v in variants: parse_variant(v, data.bs)   # every name is checked before anything trains
+    for v in variants: data.variant(v)   # every name is checked before anything trains
     if not variants: raise ValueError("a study needs at least one variant")
+    epochs, steps = data.length(epochs, steps)
     lr, every = lr or data.lr, every or (max(1, steps // 20) if steps else None)
-    settings = {**(dict(steps=steps) if steps else dict(epochs=epochs or data.epochs)), 'lr': lr, 'bs': data.bs, 'n_eval': data.n_eval,
+    settings = {**(dict(steps=steps) if steps else dict(epochs=epochs)), 'lr': lr, 'bs': data.bs, 'n_eval': data.n_eval,
                 **(dict(every=every) if every else {})}
     folder, todo = Path(out) / data.name, [(s, v) for s in seeds for v in variants]   # seed by seed
     done = {(s, v): _read_run(p, settings) for s, v in todo if (p := _run_file(folder, v, s)).exists()}
@@ -353,7 +354,7 @@ def _compare_text(study):
     return t.to_string(float_format=lambda x: f"{x:.3g}", na_rep='—')
 
 @call_parse
-def gc_study(dataset:str='ring', # a dataset or preset: ring, grid, mnist, stacked_mnist
+def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) or a paper's preset (pacgan-ring, pacgan-grid, stacked-mnist-d4, ...)
              variants:str='baseline,jc,pac2', # comma-separated variants, e.g. 'baseline,hinge+jc,sn,sr-static'
              seeds:int=3, # seeds 0 .. seeds-1
              epochs:int=None, # default: the dataset's
@@ -371,9 +372,10 @@ def gc_study(dataset:str='ring', # a dataset or preset: ring, grid, mnist, stack
         _check_args(seeds, epochs, steps, every, lr, jobs or None, device)
         data = study_data(dataset)
         if not names: raise ValueError("--variants names no variant; e.g. --variants baseline,jc")
-        for v in names: parse_variant(v, data.bs)
+        for v in names: data.variant(v)
     except ValueError as e: sys.exit(f"gc-study: {e}")
-    length = f"{steps} generator steps" if steps else f"{epochs or data.epochs} epochs"
+    e, s = data.length(epochs, steps)
+    length = f"{s:,} generator steps" if s else f"{e} epochs"
     if is_main_process(): print(f"gc-study: {data.name}, variants {', '.join(names)}, seeds 0..{seeds - 1}, {length}; results in {Path(out) / data.name}/")
     try: study = run_study(data, names, seeds, epochs, lr, out, checkpoints, device, jobs=jobs or None, steps=steps, every=every)
     except StudyError as e: sys.exit(f"gc-study: {e}")   # e.g. run files of another study in OUT

@@ -11,10 +11,15 @@ from pathlib import Path
 import torch
 warnings.filterwarnings('ignore')
 from fastai.callback.core import Callback
-from fastai.torch_core import set_seed
+from fastai.torch_core import set_seed, default_device
 from gan_conditioning.all import *
 
 ROOT = Path(__file__).resolve().parents[1]
+DEVICE = default_device()   # a GPU when there is one (tools/gpu_check.sh), else the CPU
+
+def _sync():
+    "Wait for the device, so that a wall-clock time covers the work and not only its launch."
+    if DEVICE.type == 'cuda': torch.cuda.synchronize()
 
 def per_pixel_log_cond(G, z):
     "The reference: one reverse-mode gradient per output pixel (google/compare_gan), then the same SVD."
@@ -26,14 +31,14 @@ def alternate(fa, fb, repeats):
     fa(); fb()
     ta, tb = [], []
     for _ in range(repeats):
-        t = time.perf_counter(); fa(); ta.append(time.perf_counter() - t)
-        t = time.perf_counter(); fb(); tb.append(time.perf_counter() - t)
+        t = time.perf_counter(); fa(); _sync(); ta.append(time.perf_counter() - t)
+        t = time.perf_counter(); fb(); _sync(); tb.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
 
 def bench_log_cond(width=64, repeats=3):
     torch.manual_seed(0)
-    G = dcgan_generator(nz=64, width=width)
-    z = torch.randn(64, 64)
+    G = dcgan_generator(nz=64, width=width).to(DEVICE)
+    z = torch.randn(64, 64).to(DEVICE)
     torch.testing.assert_close(log_condition_number(G, z).double(), per_pixel_log_cond(G, z), rtol=1e-3, atol=1e-4)
     ours, loop = alternate(lambda: log_condition_number(G, z), lambda: per_pixel_log_cond(G, z), repeats)
     return dict(name=f'log_condition_number, DCGAN G (nz=64, 28×28, width={width}), B=64',
@@ -44,9 +49,9 @@ class GenStepTimer(Callback):
     "Wall time of each generator step, from `before_batch` to `after_step`."
     order = -10
     def before_fit(self): self.times = []
-    def before_batch(self): self.t = time.perf_counter()
+    def before_batch(self): _sync(); self.t = time.perf_counter()
     def after_step(self):
-        if self.learn.gan_trainer.gen_mode: self.times.append(time.perf_counter() - self.t)
+        if self.learn.gan_trainer.gen_mode: _sync(); self.times.append(time.perf_counter() - self.t)
 
 def bench_jc_step(repeats=3):
     images = load_mnist(download=False, verbose=False).images[:2560]
@@ -67,9 +72,9 @@ class CriticStepTimer(Callback):
     "Wall time of each critic step, from `before_batch` to the end of `after_step` (SR runs in `after_step`)."
     order = 100
     def before_fit(self): self.times = []
-    def before_batch(self): self.t = time.perf_counter()
+    def before_batch(self): _sync(); self.t = time.perf_counter()
     def after_step(self):
-        if not self.learn.gan_trainer.gen_mode: self.times.append(time.perf_counter() - self.t)
+        if not self.learn.gan_trainer.gen_mode: _sync(); self.times.append(time.perf_counter() - self.t)
 
 def bench_sr_step(repeats=3, width=64):
     from gan_conditioning.regularization import SpectralRegularizationCallback
@@ -133,14 +138,16 @@ def bench_study_jobs(steps=600):
 BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet, jobs=bench_study_jobs)
 
 def main(names=()):
-    "Run the named rows (default: all); `python tests/bench.py sr jc` runs two."
-    rows = []
-    for f in [BENCHES[n] for n in names] or BENCHES.values():
+    "Run the named rows (default: all; on a GPU all but `jobs`, which is about CPU cores); `python tests/bench.py sr jc` runs two."
+    rows, default = [], [f for n, f in BENCHES.items() if not (n == 'jobs' and DEVICE.type == 'cuda')]
+    name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
+    print(f"tests/bench.py on {name}, torch {torch.__version__}", flush=True)
+    for f in [BENCHES[n] for n in names] or default:
         rows.append(f()); r = rows[-1]
         print(f"{r['name']}\n    {r['ours_s']*1e3:9.1f} ms vs {r['reference_s']*1e3:9.1f} ms   ratio {r['ratio']:6.2f}   goal {r['goal']}: "
               f"{'met' if r['met'] else 'NOT met'}", flush=True)
         if 'dask_s' in r: print(f"    on a dask LocalCluster of 2 one-thread workers: {r['dask_s']:.1f} s, {r['dask_overhead_per_run_s']:+.2f} s a run against jobs=2", flush=True)
-    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), device=str(DEVICE), device_name=name)
     (ROOT/'bench_results.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     print(f"written {ROOT/'bench_results.json'}")
 

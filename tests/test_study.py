@@ -49,8 +49,9 @@ def test_interrupted_study_keeps_finished_runs(tmp_path):
     assert (out / 'ring/study.png').stat().st_size > 10_000 and (out / 'ring/results.csv').exists()
 
 @pytest.mark.parametrize('args, message', [
-    (['--dataset', 'cifar'], "unknown dataset 'cifar'; choose from: ring, grid, mnist, stacked_mnist"),
+    (['--dataset', 'cifar'], "unknown dataset 'cifar'; choose from: ring, grid, mnist, stacked_mnist, pacgan-ring, pacgan-grid, stacked-mnist-d4, stacked-mnist-d2"),
     (['--variants', 'baseline,pack2'], "unknown variant part 'pack2'"),
+    (['--dataset', 'pacgan-grid', '--variants', 'baseline,sr-static'], "pacgan-grid: the authors' critic has no spectrally normalised form"),
     (['--variants', ','], "--variants names no variant"),
     (['--dataset', 'mnist', '--variants', 'pac3'], "batch size 64 is not a multiple of m=3"),
     (['--seeds', '0'], "seeds (a number of seeds) must be a positive integer, got 0"),

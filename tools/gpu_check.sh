@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Check gan_conditioning on a machine with a CUDA GPU, in about 8 minutes:
+#   1. the device tests on CUDA (GC_TEST_DEVICE=cuda) and the numerical cross-checks;
+#   2. tests/bench.py, with absolute times and the device's name;
+#   3. a short study of each paper preset on CUDA, four runs at once (one process per run), its table printed.
+# On a machine without CUDA it says so in one line and exits 0. A machine with no package index gets the
+# missing pure-Python packages from .whl/ (made beforehand by tools/fetch_wheels.sh); its torch is left alone.
+#
+#     tools/gpu_check.sh                  # GC_CHECK_DEVICE=cpu tools/gpu_check.sh runs the same steps on the CPU
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+DEV=${GC_CHECK_DEVICE:-cuda}
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ "$DEV" = cuda ] && ! $PY -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+  echo "gpu_check: no CUDA device on this machine; nothing to check"; exit 0
+fi
+if ! $PY -c 'import fastai, fastcore, fastprogress, pytorch_fid, mlxtend' 2>/dev/null; then
+  [ -d .whl ] || { echo "gpu_check: fastai & co. are missing and there is no .whl/ folder; run tools/fetch_wheels.sh where pip works" >&2; exit 1; }
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gc-site .whl/*.whl || exit 1
+  export PYTHONPATH="$PYTHONPATH:/tmp/gc-site"
+fi
+$PY - "$DEV" <<'PYEOF'
+import sys, torch
+d = torch.device(sys.argv[1])
+print(f"gpu_check: torch {torch.__version__}, device {torch.cuda.get_device_name(d) if d.type == 'cuda' else 'CPU'}", flush=True)
+PYEOF
+status=0
+step() { echo; echo "== $1 ($(date +%T))"; }
+
+step "tests on $DEV"
+GC_TEST_DEVICE=$DEV timeout 300 $PY -m pytest -q -x -p no:cacheprovider -W ignore tests/test_device.py tests/test_syncs.py \
+  tests/test_crosscheck.py tests/test_spectral.py tests/test_packing.py tests/test_plain_fastai.py || status=1
+
+step "benchmarks"
+timeout 180 $PY tests/bench.py || status=1
+
+step "a short study of each preset on $DEV, four runs at once"
+for preset in pacgan-ring pacgan-grid stacked-mnist-d4 stacked-mnist-d2; do
+  timeout 120 $PY -c 'from gan_conditioning.studies import gc_study; gc_study()' --dataset $preset --variants baseline,pac2 \
+    --seeds 2 --steps ${GC_CHECK_STEPS:-300} --every 100 --jobs 4 --device $DEV --out /tmp/gc-check --no-checkpoints || status=1
+done
+step "done: $([ $status = 0 ] && echo 'all passed' || echo 'something FAILED, see above')"
+exit $status
