@@ -7,7 +7,7 @@
 docs site renders them. Skipped slow cells keep their outputs, so a chapter can be rerun after a small edit
 without retraining its studies. Then run `nbdev-clean`.
 """
-import re, sys, warnings
+import os, re, sys, warnings
 from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
@@ -27,6 +27,7 @@ class _Client(NotebookClient):
 
 def run(path, slow=False, timeout=3600):
     "Execute the notebook at `path` in its own folder and write it back."
+    os.environ.pop('MPLBACKEND', None)   # 'Agg' (set for tests) would stop the kernel's inline figures
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     _Client(nb, slow, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}).execute()
