@@ -82,7 +82,8 @@ def init_normal_(model:nn.Module, std:float=0.02): # standard deviation of the w
     "Every linear and convolution weight ~ N(0, std²) and bias = 0, in place: the DCGAN/PacGAN initialisation."
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0., std)
+            sn = torch.nn.utils.parametrize.is_parametrized(m, 'weight')   # spectral norm: initialise the raw weight
+            nn.init.normal_(m.parametrizations.weight.original if sn else m.weight, 0., std)
             if m.bias is not None: nn.init.zeros_(m.bias)
     return model
 

@@ -16,7 +16,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import combined_cos
 from fastai.torch_core import set_seed
 from .data import ring_data, ring_centers, grid_data, grid_centers, load_mnist, stacked_mnist, gan_dls
-from .models import (mlp_generator, mlp_critic, dcgan_generator, dcgan_critic, gan_learner, gan_splitter, _Logit,
+from .models import (mlp_generator, mlp_critic, dcgan_generator, dcgan_critic, gan_learner, gan_splitter, _Logit, init_normal_,
                                       pacgan_generator, maxout_critic, unrolled_generator, unrolled_critic)
 from .conditioning import ConditionNumberCallback
 from .clamping import JacobianClampCallback
@@ -120,7 +120,7 @@ _DATASETS = {
 
 # %% ../nbs/10_protocols.ipynb #7d4d162a
 _LOSSES = {'ns': ns_loss, 'lsgan': lsgan_loss, 'hinge': hinge_loss, 'wgan-gp': wgan_loss}
-_PARTS = "baseline, jc, pac2, pac3, ..., sn, sr-static, sr-dynamic, " + ", ".join(_LOSSES)
+_PARTS = "baseline, jc, jc-<lambda_min>-<lambda_max>, pac2, pac3, ..., sn, sr-static, sr-dynamic, " + ", ".join(_LOSSES)
 
 def _unknown(kind, name, known):
     return ValueError(f"unknown {kind} {name!r}; choose from: {known}")
@@ -137,12 +137,18 @@ def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hing
     v, seen = dict(sn=False, loss='ns', n_crit=1, pack=1, cbs=[]), set()
     for part in name.split('+'):
         m = re.fullmatch(r'pac(\d+)', part)
-        kind = ('pac' if m else 'sr' if part.startswith('sr-') else 'loss' if part in _LOSSES else part)
+        kind = ('pac' if m else 'sr' if part.startswith('sr-') else 'loss' if part in _LOSSES else 'jc' if part.startswith('jc-') else part)
         if kind in seen: raise ValueError(f"variant {name!r} names two parts of the same kind ({kind}); keep one")
         seen.add(kind)
         if part == 'baseline' and name != 'baseline': raise ValueError(f"'baseline' cannot be combined with other parts, got {name!r}")
         if part in ('baseline', 'ns'): pass
         elif part == 'jc': v['cbs'].append(JacobianClampCallback)
+        elif part.startswith('jc-'):
+            b = re.fullmatch(r'jc-(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)', part)
+            if not b: raise ValueError(f"{part!r}: write Jacobian Clamping's bounds as 'jc-<lambda_min>-<lambda_max>', e.g. 'jc-0.5-12'")
+            lo, hi = float(b[1]), float(b[2])
+            if not 0 < lo < hi: raise ValueError(f"{part!r}: need 0 < lambda_min < lambda_max")
+            v['cbs'].append(partial(JacobianClampCallback, lo, hi))
         elif part == 'sn': v['sn'] = True
         elif part in ('sr-static', 'sr-dynamic'): v['sn'] = True; v['cbs'].append(lambda mode=part[3:]: SpectralRegularizationCallback(mode))
         elif m:
@@ -171,10 +177,21 @@ def _unrolled_stacked(name, channels):
                      metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=25_600, n_curve=10_000,
                      betas=(0.5, 0.99), critic_lr_mult=2., packs=True)
 
+def _init_normal(build, *args, **kwargs): return init_normal_(build(*args, **kwargs))
+
+def _odena_mnist():
+    "Odena et al. 2018 §3 (MNIST): Radford et al.'s optimiser, batch 64, z in 64-d, N(0, 0.02) init, NS loss; DCGANs of width 16."
+    return StudyData('odena-mnist', _digit_images, nz=64, bs=64, lr=2e-4, epochs=None, steps=8_000,
+                     generator=partial(_init_normal, dcgan_generator, nz=64, width=16),
+                     critic=partial(_init_normal, _dcgan_critic, width=16),
+                     metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class'), score='cls_score',
+                     n_eval=5_000, n_curve=1_000, betas=(0.5, 0.999))
+
 _DATASETS.update({'pacgan-ring': _pacgan_points('pacgan-ring', ring_data, ring_centers, 0.01),
                   'pacgan-grid': _pacgan_points('pacgan-grid', grid_data, grid_centers, 0.05),
                   'stacked-mnist-d4': _unrolled_stacked('stacked-mnist-d4', (2, 4, 8)),
-                  'stacked-mnist-d2': _unrolled_stacked('stacked-mnist-d2', (4, 8, 16))})
+                  'stacked-mnist-d2': _unrolled_stacked('stacked-mnist-d2', (4, 8, 16)),
+                  'odena-mnist': _odena_mnist()})
 
 # %% ../nbs/10_protocols.ipynb #b26baf6d
 class StepClock(Callback):

@@ -354,7 +354,7 @@ def _compare_text(study):
     return t.to_string(float_format=lambda x: f"{x:.3g}", na_rep='—')
 
 @call_parse
-def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) or a paper's preset (pacgan-ring, pacgan-grid, stacked-mnist-d4, ...)
+def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) or a paper's preset (pacgan-ring, pacgan-grid, stacked-mnist-d4, odena-mnist, ...)
              variants:str='baseline,jc,pac2', # comma-separated variants, e.g. 'baseline,hinge+jc,sn,sr-static'
              seeds:int=3, # seeds 0 .. seeds-1
              epochs:int=None, # default: the dataset's

@@ -36,8 +36,8 @@ step "benchmarks"
 timeout 180 $PY tests/bench.py || status=1
 
 step "a short study of each preset on $DEV, four runs at once"
-for preset in pacgan-ring pacgan-grid stacked-mnist-d4 stacked-mnist-d2; do
-  timeout 120 $PY -c 'from gan_conditioning.studies import gc_study; gc_study()' --dataset $preset --variants baseline,pac2 \
+for preset in pacgan-ring,pac2 pacgan-grid,pac2 stacked-mnist-d4,pac2 stacked-mnist-d2,pac2 odena-mnist,jc; do
+  timeout 120 $PY -c 'from gan_conditioning.studies import gc_study; gc_study()' --dataset ${preset%,*} --variants baseline,${preset#*,} \
     --seeds 2 --steps ${GC_CHECK_STEPS:-300} --every 100 --jobs 4 --device $DEV --out /tmp/gc-check --no-checkpoints || status=1
 done
 step "done: $([ $status = 0 ] && echo 'all passed' || echo 'something FAILED, see above')"
