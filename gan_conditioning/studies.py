@@ -6,9 +6,9 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/studies.html.md"""
 
 # %% ../nbs/11_studies.ipynb #e133b706
 from __future__ import annotations
-import os, re, sys, json, time, math, pickle, signal, warnings
+import io, os, re, sys, json, time, math, pickle, signal, warnings
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, BrokenExecutor, as_completed
 from contextlib import contextmanager, nullcontext, closing
 from pathlib import Path
 from typing import Callable
@@ -170,7 +170,7 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
         for (s, v), (run, ckpt) in (progress_bar(finished, total=len(missing)) if progress and missing else finished):
             if not main: continue
             if run['result']['status'] == 'diverged': warnings.warn(f"{v}, seed {s}: {run['result']['message']} The study goes on.")
-            if ckpt is not None: _atomic_write(_run_file(folder, v, s).with_suffix('.pth'), lambda tmp: torch.save(ckpt, tmp))
+            if ckpt is not None: _atomic_write(_run_file(folder, v, s).with_suffix('.pth'), lambda tmp: tmp.write_bytes(ckpt))
             _atomic_write(_run_file(folder, v, s), lambda tmp: tmp.write_text(json.dumps(run)))
             done[s, v] = run
             runs, curves = _tables([done[k] for k in todo if k in done])
@@ -190,13 +190,20 @@ def _prepared(data):
     if key not in _PREPARED: _PREPARED.clear(); _PREPARED[key] = data.real(), data.metric()
     return _PREPARED[key]
 
+def _checkpoint_bytes(learn):
+    "The run's checkpoint as the bytes of its `.pth` file: what crosses the pipe from a worker."
+    # Not tensors: torch would send each tensor's storage as a file descriptor, and that hand-over failed in the
+    # middle of a study here ("received 0 items of ancdata"), taking the whole pool down with it.
+    buf = io.BytesIO(); torch.save(checkpoint_state(learn), buf)
+    return buf.getvalue()
+
 def _job(data, variant, seed, settings, device=None, cbs=None, checkpoint=True):
-    "Train one run wherever it is sent (this process, a local worker, a cluster's); return its record and its checkpoint."
+    "Train one run wherever it is sent (this process, a local worker, a cluster's); return its record and its checkpoint's bytes."
     real, metric = _prepared(data)
     res, curves, learn = train_run(data, variant, seed, settings.get('epochs'), settings['lr'], real, metric, device, cbs,
                                    settings.get('steps'), settings.get('every'))
     main = is_main_process()
-    return dict(settings=settings, result=res, curves=curves.to_dict('list')), (checkpoint_state(learn) if checkpoint and main else None)
+    return dict(settings=settings, result=res, curves=curves.to_dict('list')), (_checkpoint_bytes(learn) if checkpoint and main else None)
 
 def _worker_init(threads):
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is for the main process, which stops the workers
@@ -240,6 +247,9 @@ def _finished(jobs, executor, keys, args):
         futs = {ex.submit(_library()._job, *a): k for k, a in zip(keys, args)}
         try:
             for f in as_completed(futs): yield futs[f], f.result()
+        except BrokenExecutor as e:
+            raise StudyError(f"a worker process stopped abruptly ({e.__cause__ or e}). The runs that finished are saved: "
+                             "run the same study again to train the rest") from e
         finally:
             for f in futs: f.cancel()   # an interrupted study: runs not yet started never start
 

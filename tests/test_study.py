@@ -87,6 +87,19 @@ def test_diverging_run_is_recorded_and_the_study_goes_on(tmp_path):
     summary = study.summary()
     assert summary.loc['sn', 'runs ok'] == '0/1' and summary.loc['baseline', 'runs ok'] == '1/1'
 
+def _dying_worker_cbs():
+    "Callbacks for a study's worker that end its process at the first batch, as the OOM killer would."
+    from fastai.callback.core import Callback
+    class Die(Callback):
+        def before_batch(self): os._exit(3)
+    return [Die()]
+
+def test_dead_worker_is_a_clear_error(tmp_path):
+    "A worker that dies takes no traceback of the pool's to the user: one StudyError that says what to do."
+    from gan_conditioning.studies import run_study, StudyError
+    with pytest.raises(StudyError, match='a worker process stopped abruptly.*run the same study again'):
+        run_study('ring', ['baseline'], seeds=2, epochs=1, jobs=2, out=tmp_path, cbs=_dying_worker_cbs, progress=False)
+
 def _free_port():
     import socket
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
