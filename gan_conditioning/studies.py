@@ -101,6 +101,16 @@ class Study:
     def summary(self, columns=None): return study_summary(self.runs, columns or [*self.data.columns, 'log_kappa'], self.data.score)
     def compare(self, score=None, baseline='baseline', **kwargs): return compare_variants(self, score, baseline, **kwargs)
     def plot(self, **kwargs): return plot_study(self, **kwargs)
+    def checkpoint(self, variant:str, seed:int):
+        "One run's saved checkpoint: `save_checkpoint`'s dict of the model, the optimizer and the callbacks' state."
+        path = _run_file(self.out, variant, seed).with_suffix('.pth')
+        if not path.exists(): raise StudyError(f"no checkpoint at {path}: train the study with checkpoints=True to keep its networks")
+        return torch.load(path, weights_only=True)
+    def generator(self, variant:str, seed:int):
+        "One run's trained generator, rebuilt from its checkpoint, in inference mode."
+        G, model = self.data.generator(), self.checkpoint(variant, seed)['model']
+        G.load_state_dict({k.removeprefix('generator.'): v for k, v in model.items() if k.startswith('generator.')})
+        return G.eval()
     def __repr__(self): return f"Study({self.data.name!r}: {len(self.runs)} runs of {self.runs.variant.nunique()} variants in {self.out})"
 
 def _run_file(folder, variant, seed): return folder / 'runs' / f"{variant}-seed{seed}.json"
