@@ -6,7 +6,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #8d5be350
 from __future__ import annotations
-import math
+import math, os
 from pathlib import Path
 from typing import NamedTuple
 import torch
@@ -15,8 +15,8 @@ from fastai.data.load import DataLoader
 from fastai.torch_core import default_device
 
 # %% auto #0
-__all__ = ['ring_centers', 'ring_data', 'grid_centers', 'grid_data', 'Digits', 'load_mnist', 'stacked_mnist', 'NoiseRealDL',
-           'gan_dls']
+__all__ = ['ring_centers', 'ring_data', 'grid_centers', 'grid_data', 'Digits', 'load_mnist', 'stacked_mnist', 'cifar10_root',
+           'load_cifar10', 'NoiseRealDL', 'gan_dls']
 
 # %% ../nbs/00_data.ipynb #66f0c2a3
 def _rng(seed): return torch.Generator().manual_seed(seed) if seed is not None else None
@@ -106,6 +106,23 @@ def stacked_mnist(n:int, # number of 3-channel samples
     images = digits.images[idx].squeeze(2)  # (n, 3, 1, 28, 28) -> (n, 3, 28, 28)
     d = digits.labels[idx]
     return images, 100 * d[:, 0] + 10 * d[:, 1] + d[:, 2]
+
+# %% ../nbs/00_data.ipynb #aea304eb
+def cifar10_root(): # $GC_CIFAR10, else ~/.cache/gan_conditioning/cifar10
+    "The folder that holds torchvision's `cifar-10-batches-py`."
+    return Path(os.environ.get('GC_CIFAR10', '~/.cache/gan_conditioning/cifar10')).expanduser()
+
+def load_cifar10(root:str|Path|None=None, # a folder holding `cifar-10-batches-py`; default `cifar10_root()`
+                 train:bool=True, # the 50,000 training images, or the 10,000 test images
+                 n:int|None=None): # keep only the first `n`
+    "CIFAR-10 images `(N, 3, 32, 32)` in [-1, 1], from torchvision's files under `root` (never downloaded here)."
+    root = Path(root).expanduser() if root is not None else cifar10_root()
+    if not (root / 'cifar-10-batches-py').is_dir():
+        raise FileNotFoundError(f"CIFAR-10 is not in {root}/cifar-10-batches-py: on a machine with internet run "
+                                f"torchvision.datasets.CIFAR10('{root}', download=True) and copy the folder here, or set GC_CIFAR10 to the folder that holds it")
+    from torchvision.datasets import CIFAR10
+    x = torch.from_numpy(CIFAR10(str(root), train=train, download=False).data[:n]).permute(0, 3, 1, 2)
+    return x.float() / 127.5 - 1
 
 # %% ../nbs/00_data.ipynb #cc45cf6c
 class NoiseRealDL(DataLoader):

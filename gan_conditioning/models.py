@@ -19,8 +19,8 @@ from .losses import ns_loss
 
 # %% auto #0
 __all__ = ['mlp_generator', 'mlp_critic', 'dcgan_generator', 'dcgan_critic', 'init_normal_', 'Maxout', 'pacgan_generator',
-           'maxout_critic', 'unrolled_generator', 'unrolled_critic', 'FrozenSteps', 'FrozenGradsCallback',
-           'gan_learner', 'gan_splitter', 'plot_samples']
+           'maxout_critic', 'unrolled_generator', 'unrolled_critic', 'resnet_generator', 'sn_resnet_critic',
+           'FrozenSteps', 'FrozenGradsCallback', 'gan_learner', 'gan_splitter', 'plot_samples']
 
 # %% ../nbs/01_models.ipynb #1d1b40b8
 def _mlp(n_in, n_out, width, depth, act):
@@ -127,6 +127,46 @@ def unrolled_critic(n_channels:int=3, # channels of one sample
     layers, c = [], n_channels * pack
     for co in channels: layers += [nn.Conv2d(c, co, 3, 2, 1), nn.BatchNorm2d(co), nn.LeakyReLU(0.3)]; c = co
     return init_normal_(nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 4 * 4, 1), _Logit()))   # 28 → 14 → 7 → 4
+
+# %% ../nbs/01_models.ipynb #25c92586
+class _Block(nn.Module):
+    "SN-GAN's residual block: `up` (generator, with BN) or critic (optional first ReLU, optional avg-pool down)."
+    def __init__(self, ci, co, up=False, down=False, first=False, sn=lambda m: m):
+        super().__init__()
+        self.up, self.down, self.first = up, down, first
+        self.c1, self.c2 = sn(nn.Conv2d(ci, co, 3, 1, 1)), sn(nn.Conv2d(co, co, 3, 1, 1))
+        self.b1, self.b2 = (nn.BatchNorm2d(ci), nn.BatchNorm2d(co)) if up else (nn.Identity(), nn.Identity())
+        self.sc = sn(nn.Conv2d(ci, co, 1)) if (ci != co or up or down) else None
+    def _resample(self, x):
+        if self.up: return F.interpolate(x, scale_factor=2)
+        return F.avg_pool2d(x, 2) if self.down else x
+    def forward(self, x):
+        h = x if self.first else F.relu(self.b1(x))
+        if self.up: h = self._resample(h)
+        h = self.c2(F.relu(self.b2(self.c1(h))))
+        if self.down: h = F.avg_pool2d(h, 2)
+        if self.sc is None: return x + h
+        s = self.sc(self._resample(x)) if self.up else (self.sc(F.avg_pool2d(x, 2)) if self.first else self._resample(self.sc(x)))
+        return s + h
+
+def resnet_generator(nz:int=128, # latent dimension
+                     ch:int=256, # channels of every block
+                     n_channels:int=3):
+    "SN-GAN's CIFAR-10 ResNet generator `(B, nz) -> (B, n_channels, 32, 32)` with a `tanh` output in [-1, 1]."
+    return nn.Sequential(nn.Flatten(), nn.Linear(nz, 4 * 4 * ch), nn.Unflatten(1, (ch, 4, 4)),
+                         *[_Block(ch, ch, up=True) for _ in range(3)],
+                         nn.BatchNorm2d(ch), nn.ReLU(), nn.Conv2d(ch, n_channels, 3, 1, 1), nn.Tanh())
+
+class _SumPool(nn.Module):
+    def forward(self, x): return F.relu(x).sum((2, 3))
+
+def sn_resnet_critic(ch:int=128, # channels of every block: the "critic ch" of Liu et al.'s Table I
+                     n_channels:int=3, pack:int=1, # channels of one sample; samples judged jointly (PacGAN)
+                     sn:bool=True): # spectral norm on every weight (SN-GAN); False: the same network without it
+    "SN-GAN's CIFAR-10 ResNet critic `(B, pack*n_channels, 32, 32) -> (B,)`: 10 convolutions and a linear layer."
+    f = spectral_norm if sn else (lambda m: m)
+    return nn.Sequential(_Block(n_channels * pack, ch, down=True, first=True, sn=f), _Block(ch, ch, down=True, sn=f),
+                         _Block(ch, ch, sn=f), _Block(ch, ch, sn=f), _SumPool(), f(nn.Linear(ch, 1)), _Logit())
 
 # %% ../nbs/01_models.ipynb #f7a65ef5
 class FrozenSteps(Callback):

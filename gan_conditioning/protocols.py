@@ -15,13 +15,13 @@ from fastcore.basics import store_attr
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import combined_cos
 from fastai.torch_core import set_seed
-from .data import ring_data, ring_centers, grid_data, grid_centers, load_mnist, stacked_mnist, gan_dls
+from .data import ring_data, ring_centers, grid_data, grid_centers, load_mnist, stacked_mnist, load_cifar10, gan_dls
 from .models import (mlp_generator, mlp_critic, dcgan_generator, dcgan_critic, gan_learner, gan_splitter, _Logit, init_normal_,
-                                      pacgan_generator, maxout_critic, unrolled_generator, unrolled_critic)
+                                      pacgan_generator, maxout_critic, unrolled_generator, unrolled_critic, resnet_generator, sn_resnet_critic)
 from .conditioning import ConditionNumberCallback
 from .clamping import JacobianClampCallback
 from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist_stats, mnist_scores,
-                                      mnist_classifier, feature_stats, classifier_outputs)
+                                      mnist_classifier, feature_stats, classifier_outputs, InceptionFeatures, score_from_probs, features_frechet)
 from .packing import PackingCallback
 from .spectral import SpectralMonitorCallback
 from .regularization import SpectralRegularizationCallback
@@ -29,7 +29,8 @@ from .losses import ns_loss, lsgan_loss, hinge_loss, wgan_loss, GradientPenaltyC
 from .distributed import gan_distrib_ctx, is_main_process, StopOnNaNCallback
 
 # %% auto #0
-__all__ = ['StudyData', 'sn_point_critic', 'study_data', 'parse_variant', 'StepClock', 'study_learner', 'train_run']
+__all__ = ['StudyData', 'sn_point_critic', 'study_data', 'parse_variant', 'srgan_cifar', 'srgan_stacked', 'StepClock',
+           'study_learner', 'train_run']
 
 # %% ../nbs/10_protocols.ipynb #428ff1fe
 class StudyData:
@@ -120,24 +121,31 @@ _DATASETS = {
 
 # %% ../nbs/10_protocols.ipynb #7d4d162a
 _LOSSES = {'ns': ns_loss, 'lsgan': lsgan_loss, 'hinge': hinge_loss, 'wgan-gp': wgan_loss}
-_PARTS = "baseline, jc, jc-<lambda_min>-<lambda_max>, pac2, pac3, ..., sn, sr-static, sr-dynamic, " + ", ".join(_LOSSES)
+_PARTS = ("baseline, jc, jc-<lambda_min>-<lambda_max>, pac2, pac3, ..., sn, sr-static, sr-dynamic, sn-then-sr-dynamic, "
+          "sn-then-sr-dynamic-<iteration>, crit<N>, " + ", ".join(_LOSSES))
+_SN_GAN = dict(loss='hinge', n_crit=5, betas=(0., 0.9))   # Miyato et al.'s and Liu et al.'s optimisation (SRGANs, configs/sr.yml)
 
 def _unknown(kind, name, known):
     return ValueError(f"unknown {kind} {name!r}; choose from: {known}")
 
-def study_data(name:str): # a dataset ('ring', 'grid', 'mnist', 'stacked_mnist') or a paper's preset ('pacgan-grid', ...)
+_SETTINGS = {}   # presets named with a setting: prefix -> builder(ch, bs), e.g. 'srgan-cifar-c32-b8'
+
+def study_data(name:str): # a dataset ('ring', 'grid', 'mnist', 'stacked_mnist') or a paper's preset ('pacgan-grid', 'srgan-cifar-c32-b8', ...)
     "The `StudyData` called `name`, with a clear error for an unknown name."
     if isinstance(name, StudyData): return name
-    if name not in _DATASETS: raise _unknown('dataset', name, ', '.join(_DATASETS))
-    return _DATASETS[name]
+    if name in _DATASETS: return _DATASETS[name]
+    m = re.fullmatch(r'(.+)-c(\d+)-b(\d+)', name)
+    if m and m[1] in _SETTINGS and int(m[2]) > 0 and int(m[3]) > 0: return _SETTINGS[m[1]](int(m[2]), int(m[3]))
+    raise _unknown('dataset', name, ', '.join(_DATASETS) + ''.join(f", {k}-c<critic ch>-b<batch>" for k in _SETTINGS))
 
 def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hinge+jc'
                   bs:int|None=None): # the batch size, to check that PacGAN's m divides it
-    "What the variant `name` trains: `dict(sn, loss, n_crit, pack, cbs)`, where `cbs` builds its callbacks."
-    v, seen = dict(sn=False, loss='ns', n_crit=1, pack=1, cbs=[]), set()
+    "What the variant `name` trains: `dict(sn, loss, n_crit, betas, pack, cbs)`, where `cbs` builds its callbacks and `betas` None is the dataset's."
+    v, seen, crit = dict(sn=False, loss='ns', n_crit=1, betas=None, pack=1, cbs=[]), set(), None
     for part in name.split('+'):
         m = re.fullmatch(r'pac(\d+)', part)
-        kind = ('pac' if m else 'sr' if part.startswith('sr-') else 'loss' if part in _LOSSES else 'jc' if part.startswith('jc-') else part)
+        c = re.fullmatch(r'crit(\d+)', part)
+        kind = ('pac' if m else 'sr' if part.startswith(('sr-', 'sn-then-')) else 'loss' if part in _LOSSES else 'jc' if part.startswith('jc-') else 'crit' if c else part)
         if kind in seen: raise ValueError(f"variant {name!r} names two parts of the same kind ({kind}); keep one")
         seen.add(kind)
         if part == 'baseline' and name != 'baseline': raise ValueError(f"'baseline' cannot be combined with other parts, got {name!r}")
@@ -151,6 +159,10 @@ def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hing
             v['cbs'].append(partial(JacobianClampCallback, lo, hi))
         elif part == 'sn': v['sn'] = True
         elif part in ('sr-static', 'sr-dynamic'): v['sn'] = True; v['cbs'].append(lambda mode=part[3:]: SpectralRegularizationCallback(mode))
+        elif part.startswith('sn-then-'):   # the authors' recipe: plain SN until it collapses, then dynamic SR in the same run
+            t = re.fullmatch(r'sn-then-sr-dynamic(?:-(\d+))?', part)
+            if not t: raise ValueError(f"{part!r}: write 'sn-then-sr-dynamic' (SR from the spectral collapse on) or 'sn-then-sr-dynamic-<iteration>', e.g. 'sn-then-sr-dynamic-5000'")
+            v['sn'] = True; v['cbs'].append(partial(SpectralRegularizationCallback, 'dynamic', start=int(t[1]) if t[1] else 'collapse'))
         elif m:
             k = int(m[1])
             if k < 2: raise ValueError(f"PacGAN packs m >= 2 samples, got {part!r}")
@@ -159,7 +171,12 @@ def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hing
         elif part in _LOSSES:
             v['loss'] = part
             if part == 'wgan-gp': v['n_crit'] = 5; v['cbs'].append(GradientPenaltyCallback)
+        elif c:
+            crit = int(c[1])
+            if crit < 1: raise ValueError(f"{part!r}: a generator step needs at least one critic step before it, e.g. 'crit1'")
         else: raise ValueError(f"unknown variant part {part!r} in {name!r}: a variant is parts joined by '+', each one of {_PARTS} (e.g. 'hinge+jc')")
+    if v['sn']: v.update(_SN_GAN if 'loss' not in seen else dict(betas=_SN_GAN['betas']))   # SN and SR: the authors' optimisation
+    if crit is not None: v['n_crit'] = crit   # after the loss, whose default (WGAN-GP's 5, SN-GAN's 5) it overrides
     return v
 
 # %% ../nbs/10_protocols.ipynb #5b4fe95a
@@ -178,6 +195,7 @@ def _unrolled_stacked(name, channels):
                      betas=(0.5, 0.99), critic_lr_mult=2., packs=True)
 
 def _init_normal(build, *args, **kwargs): return init_normal_(build(*args, **kwargs))
+def _plain_critic(sn, pack=1, **kwargs): return dcgan_critic(norm='spectral' if sn else None, pack=pack, **kwargs)
 
 def _odena_mnist():
     "Odena et al. 2018 §3 (MNIST): Radford et al.'s optimiser, batch 64, z in 64-d, N(0, 0.02) init, NS loss; DCGANs of width 16."
@@ -187,11 +205,45 @@ def _odena_mnist():
                      metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class'), score='cls_score',
                      n_eval=5_000, n_curve=1_000, betas=(0.5, 0.999))
 
+def _odena_wgan_gp():
+    "Odena et al. 2018 §4 (Fig. 7) on MNIST: WGAN-GP with Gulrajani et al.'s MNIST optimiser (gan_mnist.py) and critic (no batch norm)."
+    return _odena_mnist().replace(name='odena-wgan-gp', lr=1e-4, steps=3_000, betas=(0.5, 0.9),
+                                  critic=partial(_init_normal, _plain_critic, width=16))
+
+def _sn_resnet_critic(ch, sn, pack=1): return sn_resnet_critic(ch, pack=pack, sn=sn)
+
+def _cifar_metric(n_real=10_000):
+    "IS and FID through pytorch-fid's Inception (`InceptionFeatures`), the real statistics from `n_real` training images."
+    net = InceptionFeatures()
+    real = feature_stats(net.extract(_cifar_images()[:n_real], progress=False)[0])
+    def metric(x):
+        feats, logits = net.extract(x, progress=False)
+        return dict(inception_score=score_from_probs(logits.softmax(1), 10).mean, fid=features_frechet(feats, real))
+    return metric
+
+def _cifar_images(): return load_cifar10()
+
+def srgan_cifar(ch:int=64, # the critic's channels ("critic ch" of Liu et al.'s Table I: 32, 64, 128, 256)
+                bs:int=128): # the batch
+    "Liu et al.'s CIFAR-10 setting `bs`–`ch`: SN-GAN's ResNets, hinge, Adam(2e-4, 0, 0.9), 5 critic steps (SN/SR variants), 50k iterations."
+    return StudyData(f'srgan-cifar-c{ch}-b{bs}', _cifar_images, nz=128, bs=bs, lr=2e-4, epochs=None, steps=50_000,
+                     generator=resnet_generator, critic=partial(_sn_resnet_critic, ch), metric=_cifar_metric,
+                     columns=('inception_score', 'fid'), score='inception_score', n_eval=10_000, n_curve=5_000, betas=(0., 0.9))
+
+def srgan_stacked(ch:int=4, # the SN critic's width (`dcgan_critic`)
+                  bs:int=64): # the batch
+    "Liu et al.'s two levers at CPU scale: Stacked MNIST (30,000 images), a DCGAN generator of width 32 against a critic of width `ch`."
+    return StudyData(f'srgan-stacked-c{ch}-b{bs}', partial(_stacked_images, 30_000), nz=64, bs=bs, lr=2e-4, epochs=None, steps=9_400,
+                     generator=partial(dcgan_generator, nz=64, n_channels=3, width=32), critic=partial(_dcgan_critic, n_channels=3, width=ch),
+                     metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=26_000, n_curve=10_000, betas=(0., 0.9))
+
+_SETTINGS.update({'srgan-cifar': srgan_cifar, 'srgan-stacked': srgan_stacked})
 _DATASETS.update({'pacgan-ring': _pacgan_points('pacgan-ring', ring_data, ring_centers, 0.01),
                   'pacgan-grid': _pacgan_points('pacgan-grid', grid_data, grid_centers, 0.05),
                   'stacked-mnist-d4': _unrolled_stacked('stacked-mnist-d4', (2, 4, 8)),
                   'stacked-mnist-d2': _unrolled_stacked('stacked-mnist-d2', (4, 8, 16)),
-                  'odena-mnist': _odena_mnist()})
+                  'odena-mnist': _odena_mnist(), 'odena-wgan-gp': _odena_wgan_gp(),
+                  'srgan-cifar': srgan_cifar(), 'srgan-stacked': srgan_stacked()})
 
 # %% ../nbs/10_protocols.ipynb #b26baf6d
 class StepClock(Callback):
@@ -202,25 +254,31 @@ class StepClock(Callback):
                  steps:int|None=None, # stop the fit after this many generator steps
                  flat_cos:bool=False): # anneal lr over `steps` as fastai's `fit_flat_cos` does over epochs
         store_attr(); self.step, self.at = 0, [0]   # `at[i]`: generator steps done after `i` training iterations
+        self.secs, self.t0, self.paused = [0.], None, 0.   # `secs[i]`: seconds spent training (not measuring) in them
     def before_fit(self):
         if self.flat_cos and self.steps: self.sched = combined_cos(0.75, self.learn.lr, self.learn.lr, self.learn.lr / 1e5)
     def before_batch(self):
         if not self.training: return
+        if self.t0 is None: self.t0 = time.perf_counter()
         self.gen = self.learn.gan_trainer.gen_mode
         if self.flat_cos and self.steps: self.learn.opt.set_hyper('lr', self.sched(min(self.step / self.steps, 1.)))
     def after_batch(self):
         if not self.training: return
         self.step += self.gen; self.at.append(self.step)
+        self.secs.append(time.perf_counter() - self.t0 - self.paused)
         if not self.gen: return
         if self.every and (self.step % self.every == 0 or self.step == self.steps):
+            t = time.perf_counter()
             for m in self.measures: m.measure()
+            self.paused += time.perf_counter() - t   # the wall-clock column is training time: Odena et al.'s Fig. 7
         if self.step == self.steps: raise CancelFitException()
 
 def _curves(cn, sm, mon, clock):
-    "One row per measurement: iteration, generator step, mean log κ, the dataset's scores and the spectral collapse."
+    "One row per measurement: iteration, generator step, seconds of training, mean log κ, the dataset's scores and the spectral collapse."
     df = cn.df[['iter', 'epoch', 'log_cond']].rename(columns={'log_cond': 'log_kappa'})
     df = df.merge(sm.df.drop(columns='epoch'), on='iter', how='left')
-    df.insert(1, 'step', [clock.at[min(i, len(clock.at) - 1)] for i in df['iter']])
+    at = lambda xs: [xs[min(i, len(xs) - 1)] for i in df['iter']]
+    df.insert(1, 'step', at(clock.at)); df.insert(2, 'seconds', at(clock.secs))
     sp = mon.df[['iter', 'sv_collapse']].sort_values('iter')
     return pd.merge_asof(df.sort_values('iter'), sp, on='iter')
 
@@ -267,8 +325,9 @@ def study_learner(data:StudyData|str, # a dataset of the study, or its name
                SpectralMonitorCallback(every=off or crit_steps, warn_drop=None)]
     clock = StepClock(measure, every, steps, flat_cos=data.schedule == 'flat_cos')
     extra = [f() for f in v['cbs']] + measure + [clock, StopOnNaNCallback()] + list(cbs() if cbs else [])
+    betas = v['betas'] or data.betas
     return gan_learner(dls, data.generator(), _critic(data, v['sn'], v['pack']), loss=_LOSSES[v['loss']](), n_crit=v['n_crit'],
-                       beta1=data.betas[0], beta2=data.betas[1], cbs=extra, **(dict(splitter=gan_splitter) if data.critic_lr_mult != 1 else {}))
+                       beta1=betas[0], beta2=betas[1], cbs=extra, **(dict(splitter=gan_splitter) if data.critic_lr_mult != 1 else {}))
 
 def train_run(data:StudyData|str, variant:str, seed:int, # as `study_learner`
               epochs:int|None=None, lr:float|None=None, # None (and no `steps`): the dataset's defaults

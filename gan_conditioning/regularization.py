@@ -85,13 +85,19 @@ class SpectralRegularizationCallback(Callback):
     order = -5  # after_step: compensate before other callbacks (e.g. `SpectralMonitorCallback`) read the weights
     def __init__(self, mode:str='dynamic', # 'static' or 'dynamic'
                  gamma:int|None=None, # static: top normalised values set to 1; None: ⌊n/2⌋ per layer; 0: plain SN
-                 every:int=5): # compensate every `every` critic steps (the reference code: 5)
+                 every:int=5, # compensate in every `every`-th generator iteration, after each of its critic steps (the reference code's `n_SR`)
+                 start:int|str=0, # the generator iteration SR starts at; 'collapse': when a conv layer's spectrum collapses
+                 drop:float=0.5): # `start='collapse'`: a layer has collapsed when its area falls below `drop` × its running maximum
         if mode not in ('static', 'dynamic'): raise ValueError(f"mode must be 'static' or 'dynamic', got {mode!r}")
         if gamma is not None and (mode != 'static' or gamma < 0):
             raise ValueError(f"gamma is a non-negative count for mode='static' only, got gamma={gamma!r} with mode={mode!r}")
         if every < 1: raise ValueError(f"every must be a positive integer, got {every}")
+        if start != 'collapse' and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
+            raise ValueError(f"start must be a generator iteration >= 0 or 'collapse', got {start!r}")
+        if not 0 < drop < 1: raise ValueError(f"drop must be in (0, 1), got {drop}")
         store_attr()
-        self.crit_steps = 0
+        self.gen_steps, self.crit_steps, self.applied, self.now = 0, 0, 0, False
+        self.started_at, self.max_area, self._checked = (0 if start == 0 else None), {}, -1
 
     def _setup(self):
         check_gan_learner(self)
@@ -103,6 +109,29 @@ class SpectralRegularizationCallback(Callback):
     def before_fit(self): self._setup()
 
     def after_step(self):
-        if not self.training or self.learn.gan_trainer.gen_mode: return
-        self.crit_steps += 1
-        if self.crit_steps % self.every == 0: spectral_regularize(self.learn.model.critic, self.mode, self.gamma)
+        if not self.training: return
+        if self.learn.gan_trainer.gen_mode: self.gen_steps += 1; return
+        self.crit_steps, self.now = self.crit_steps + 1, False
+        if self.gen_steps % self.every: return   # the reference code: `if iteration % n_SR == 0` inside its critic loop
+        if self.started_at is None and not self._starts(): return
+        spectral_regularize(self.learn.model.critic, self.mode, self.gamma)
+        self.applied, self.now = self.applied + 1, True
+
+    @torch.no_grad()
+    def _starts(self):
+        "Whether SR switches on now: at iteration `start`, or once any SN conv layer's area has fallen below `drop` of its maximum."
+        if self.start != 'collapse': hit = self.gen_steps >= self.start
+        elif self._checked == self.gen_steps: return False   # measured once per iteration, at its first critic step
+        else:
+            self._checked, hit = self.gen_steps, False
+            for name, m in self.layers:
+                s = torch.linalg.svdvals(weight_matrix(m).double())
+                area = (s / s[0]).mean().item()
+                self.max_area[name] = max(self.max_area.get(name, 0.), area)
+                hit = hit or area < self.drop * self.max_area[name]
+        if hit: self.started_at = self.gen_steps
+        return hit
+
+    def state_dict(self): return dict(gen_steps=self.gen_steps, crit_steps=self.crit_steps, applied=self.applied, started_at=self.started_at, max_area=self.max_area)
+    def load_state_dict(self, sd):
+        for k, v in sd.items(): setattr(self, k, v)

@@ -374,7 +374,7 @@ def _compare_text(study):
     return t.to_string(float_format=lambda x: f"{x:.3g}", na_rep='—')
 
 @call_parse
-def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) or a paper's preset (pacgan-ring, pacgan-grid, stacked-mnist-d4, odena-mnist, ...)
+def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) or a paper's preset (pacgan-ring, stacked-mnist-d4, odena-mnist, srgan-cifar-c32-b8, ...)
              variants:str='baseline,jc,pac2', # comma-separated variants, e.g. 'baseline,hinge+jc,sn,sr-static'
              seeds:int=3, # seeds 0 .. seeds-1
              epochs:int=None, # default: the dataset's
@@ -398,7 +398,7 @@ def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) 
     length = f"{s:,} generator steps" if s else f"{e} epochs"
     if is_main_process(): print(f"gc-study: {data.name}, variants {', '.join(names)}, seeds 0..{seeds - 1}, {length}; results in {Path(out) / data.name}/")
     try: study = run_study(data, names, seeds, epochs, lr, out, checkpoints, device, jobs=jobs or None, steps=steps, every=every)
-    except StudyError as e: sys.exit(f"gc-study: {e}")   # e.g. run files of another study in OUT
+    except (StudyError, FileNotFoundError) as e: sys.exit(f"gc-study: {e}")   # e.g. run files of another study in OUT, or a dataset not on disk
     except KeyboardInterrupt: sys.exit("gc-study: interrupted; the finished runs are saved, and the same command trains the rest")
     if study is None: return   # a process other than rank 0 of a torchrun launch
     with pd.option_context('display.width', 200, 'display.max_columns', 20):

@@ -16,7 +16,7 @@ def test_dask_executor_matches_local_runs(tmp_path):
             there = run_study('ring', out=tmp_path / 'dask', executor=client.get_executor(), **KW)
             assert len(client.scheduler_info()['workers']) == 2
     assert there.runs.drop(columns='minutes').equals(here.runs.drop(columns='minutes'))
-    assert there.curves.equals(here.curves)
+    assert there.curves.drop(columns='seconds').equals(here.curves.drop(columns='seconds'))   # all but the wall-clock
     # the checkpoints came back from the workers and were written here
     assert sorted(p.name for p in (tmp_path / 'dask/ring/runs').glob('*.pth')) == ['baseline-seed0.pth', 'pac2-seed0.pth']
     again = run_study('ring', out=tmp_path / 'dask', **KW)   # read back without any executor

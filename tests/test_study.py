@@ -118,3 +118,11 @@ def test_gc_study_under_torchrun(tmp_path):
         run = json.loads(p.read_text())
         assert run['result']['status'] == 'ok' and 0 <= run['result']['hq'] <= 1
         assert len(run['curves']['iter']) == 4          # measured once per epoch (and at the start), not once per process
+
+def test_missing_cifar_is_one_line(tmp_path):
+    "A preset whose data are not on disk stops at once, naming the folder and how to fill it."
+    env = {**_env(), 'GC_CIFAR10': str(tmp_path / 'no-cifar')}
+    r = subprocess.run([GC_STUDY, '--dataset', 'srgan-cifar-c32-b8', '--variants', 'sn', '--seeds', '1', '--out', str(tmp_path / 'out')],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and f"CIFAR-10 is not in {tmp_path / 'no-cifar'}/cifar-10-batches-py" in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

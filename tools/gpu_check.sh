@@ -2,7 +2,8 @@
 # Check gan_conditioning on a machine with a CUDA GPU, in about 8 minutes:
 #   1. the device tests on CUDA (GC_TEST_DEVICE=cuda) and the numerical cross-checks;
 #   2. tests/bench.py, with absolute times and the device's name;
-#   3. a short study of each paper preset on CUDA, four runs at once (one process per run), its table printed.
+#   3. a short study of each paper preset on CUDA, four runs at once (one process per run), its table printed;
+#   4. the time per iteration of srgan-cifar's SN-GAN ResNets (on random images: no CIFAR-10 there).
 # On a machine without CUDA it says so in one line and exits 0. A machine with no package index gets the
 # missing pure-Python packages from .whl/ (made beforehand by tools/fetch_wheels.sh); its torch is left alone.
 #
@@ -40,5 +41,15 @@ for preset in pacgan-ring,pac2 pacgan-grid,pac2 stacked-mnist-d4,pac2 stacked-mn
   timeout 120 $PY -c 'from gan_conditioning.studies import gc_study; gc_study()' --dataset ${preset%,*} --variants baseline,${preset#*,} \
     --seeds 2 --steps ${GC_CHECK_STEPS:-300} --every 100 --jobs 4 --device $DEV --out /tmp/gc-check --no-checkpoints || status=1
 done
+step "srgan-cifar (SN-GAN's ResNets, batch 128, critic ch 64) on random 32x32 images: time per iteration on $DEV"
+timeout 240 $PY - "$DEV" <<'PYEOF' || status=1
+import sys, torch
+from functools import partial
+from gan_conditioning.protocols import study_data, train_run
+d = study_data('srgan-cifar').replace(real=partial(torch.rand, 4096, 3, 32, 32), metric=lambda: lambda x: {}, n_curve=64, n_eval=64, columns=())
+for v in ('sn', 'sr-static'):
+    res, curves, _ = train_run(d, v, 0, steps=50, every=50, device=sys.argv[1])
+    print(f"{v}: {curves.seconds.iloc[-1] / 50 * 1000:.0f} ms per iteration of 5 critic steps and one generator step; status {res['status']}", flush=True)
+PYEOF
 step "done: $([ $status = 0 ] && echo 'all passed' || echo 'something FAILED, see above')"
 exit $status
