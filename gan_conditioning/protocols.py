@@ -86,7 +86,7 @@ def _mode_metric(centers, std): return lambda x: mode_stats(x, centers(), std)._
 def _digits(): return load_mnist(download=False, verbose=False)
 def _digit_images(): return _digits().images
 def _stacked_images(n=50_000): return stacked_mnist(n, _digits(), seed=0)[0]
-def _dcgan_critic(sn, pack=1, **kwargs): return dcgan_critic(norm='spectral' if sn else 'batch', pack=pack, **kwargs)
+def _dcgan_critic(sn, pack=1, norm='batch', **kwargs): return dcgan_critic(norm='spectral' if sn else norm, pack=pack, **kwargs)
 def _without_sn(build, name, sn, pack=1):
     "`build(pack=pack)`, for a dataset whose critic has no spectrally normalised form."
     if sn: raise ValueError(f"{name}: the authors' critic has no spectrally normalised form; run SN and SR variants on another dataset")
@@ -195,7 +195,6 @@ def _unrolled_stacked(name, channels):
                      betas=(0.5, 0.99), critic_lr_mult=2., packs=True)
 
 def _init_normal(build, *args, **kwargs): return init_normal_(build(*args, **kwargs))
-def _plain_critic(sn, pack=1, **kwargs): return dcgan_critic(norm='spectral' if sn else None, pack=pack, **kwargs)
 
 def _odena_mnist():
     "Odena et al. 2018 §3 (MNIST): Radford et al.'s optimiser, batch 64, z in 64-d, N(0, 0.02) init, NS loss; DCGANs of width 16."
@@ -208,7 +207,7 @@ def _odena_mnist():
 def _odena_wgan_gp():
     "Odena et al. 2018 §4 (Fig. 7) on MNIST: WGAN-GP with Gulrajani et al.'s MNIST optimiser (gan_mnist.py) and critic (no batch norm)."
     return _odena_mnist().replace(name='odena-wgan-gp', lr=1e-4, steps=3_000, betas=(0.5, 0.9),
-                                  critic=partial(_init_normal, _plain_critic, width=16))
+                                  critic=partial(_init_normal, _dcgan_critic, width=16, norm=None))   # no batch norm
 
 def _sn_resnet_critic(ch, sn, pack=1): return sn_resnet_critic(ch, pack=pack, sn=sn)
 

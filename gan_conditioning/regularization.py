@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from .conditioning import check_gan_learner
-from .spectral import raw_weight, weight_matrix
+from .spectral import raw_weight, weight_matrix, spectral_collapse
 
 # %% auto #0
 __all__ = ['static_compensation', 'dynamic_compensation', 'sn_conv_layers', 'spectral_regularize',
@@ -125,8 +125,7 @@ class SpectralRegularizationCallback(Callback):
         else:
             self._checked, hit = self.gen_steps, False
             for name, m in self.layers:
-                s = torch.linalg.svdvals(weight_matrix(m).double())
-                area = (s / s[0]).mean().item()
+                area = 1 - spectral_collapse(torch.linalg.svdvals(weight_matrix(m).double())).item()   # the monitor's score
                 self.max_area[name] = max(self.max_area.get(name, 0.), area)
                 hit = hit or area < self.drop * self.max_area[name]
         if hit: self.started_at = self.gen_steps
