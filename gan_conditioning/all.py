@@ -8,7 +8,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #15620961
-from . import data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, protocols, studies, distributed
+from . import data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, ntk, protocols, studies, distributed
 from .data import *
 from .models import *
 from .geometry import *
@@ -19,7 +19,8 @@ from .packing import *
 from .spectral import *
 from .regularization import *
 from .losses import *
+from .ntk import *
 from .protocols import *
 from .studies import *
 from .distributed import *
-__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, protocols, studies, distributed) for n in m.__all__]
+__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, ntk, protocols, studies, distributed) for n in m.__all__]

@@ -1,4 +1,4 @@
-"""The losses the three papers and their neighbours use, as `(gen_loss_func, crit_loss_func)` pairs for fastai's `GANLearner`, each with the critic loss's value at equilibrium $V^*$; WGAN-GP's gradient penalty and the gap-aware learning-rate scheduler as callbacks.
+"""The losses the three papers and their neighbours use, as `(gen_loss_func, crit_loss_func)` pairs for fastai's `GANLearner`, each with the critic loss's value at equilibrium $V^*$; WGAN-GP's gradient penalty, WGAN's weight clipping and the gap-aware learning-rate scheduler as callbacks.
 
 Docs: https://gan-conditioning.github.io/gan_conditioning/losses.html.md"""
 
@@ -16,7 +16,8 @@ from .packing import PackedCritic, pack
 
 # %% auto #0
 __all__ = ['LossPair', 'ns_loss', 'lsgan_loss', 'hinge_loss', 'alpha_loss', 'wgan_loss', 'gradient_penalty',
-           'GradientPenaltyCallback', 'gap_lr_multiplier', 'GapAwareLRCallback', 'ideal_critic_loss']
+           'GradientPenaltyCallback', 'WeightClipCallback', 'vral_loss', 'pgan_loss', 'gap_lr_multiplier',
+           'GapAwareLRCallback', 'ideal_critic_loss']
 
 # %% ../nbs/09_losses.ipynb #5f020dc7
 class LossPair(tuple):
@@ -104,6 +105,51 @@ class GradientPenaltyCallback(Callback):
     def after_fit(self):
         if getattr(self, '_hook', None) is not None: self._hook.remove(); self._hook = None
 
+# %% ../nbs/09_losses.ipynb #9ddabf27
+class WeightClipCallback(Callback):
+    "WGAN's weight clipping (Arjovsky et al. 2017, Algorithm 1): every critic parameter into $[-c, c]$ after each critic step."
+    order = -4  # after_step: after SR's weight edit (-5), before monitors (0) read the weights
+    def __init__(self, c:float=0.01): # the clipping bound
+        if not c > 0: raise ValueError(f"c must be positive, got {c}")
+        store_attr()
+    def before_fit(self): check_gan_learner(self)
+    def after_step(self):
+        if self.learn.gan_trainer.gen_mode: return
+        with torch.no_grad():
+            for p in self.learn.model.critic.parameters(): p.clamp_(-self.c, self.c)
+
+# %% ../nbs/09_losses.ipynb #9e588f90
+def _gaussian_kl(pred, mu, sigma):
+    "KL$(\\mathcal N(m, s^2) \\| \\mathcal N(\\mu, \\sigma^2))$ from the Gaussian fitted to the batch `pred` (its mean and variance) to the target."
+    m, v = pred.mean(), pred.var(unbiased=False).clamp_min(1e-12)   # a constant batch: finite
+    return 0.5 * ((v + (m - mu) ** 2) / sigma ** 2 - 1 - torch.log(v / sigma ** 2))
+
+def vral_loss(mu_real:float=1., # the mean of the critic's outputs on real samples
+              mu_fake:float=-1., # ... and on generated ones
+              sigma:float=1.): # the two modes' standard deviation
+    "VRAL (Grewal et al. 2017), its meta-discriminators replaced by the batch's Gaussian KL; $V^* = (\\mu_r-\\mu_f)^2/4\\sigma^2$."
+    if not sigma > 0: raise ValueError(f"sigma must be positive, got {sigma}")
+    def gen_loss(fake_pred, output, target): return 0.5 * ((fake_pred - mu_real) ** 2).mean()
+    def crit_loss(real_pred, fake_pred): return _gaussian_kl(real_pred, mu_real, sigma) + _gaussian_kl(fake_pred, mu_fake, sigma)
+    return LossPair(gen_loss, crit_loss, (mu_real - mu_fake) ** 2 / (4 * sigma ** 2), f'vral_loss(mu_real={mu_real}, mu_fake={mu_fake}, sigma={sigma})')
+
+# %% ../nbs/09_losses.ipynb #c666c61a
+def _log_mixture(y, means, sigma):
+    "$\\log \\frac1K \\sum_k \\mathcal N(y; \\mu_k, \\sigma^2)$ elementwise, finite however far `y` is from every component."
+    mu = torch.as_tensor(means, dtype=y.dtype, device=y.device)
+    return torch.logsumexp(-0.5 * ((y.unsqueeze(-1) - mu) / sigma) ** 2, -1) - math.log(len(mu) * sigma * math.sqrt(2 * math.pi))
+
+def pgan_loss(means:tuple=(1.,), # the mixture's component means on the critic's output (equal weights)
+              sigma:float=1.): # the components' standard deviation
+    "PGAN (Eghbal-zadeh & Widmer 2017): the critic's output scored by its mixture likelihood $u = \\mathcal L/\\max \\mathcal L$ in place of $\\sigma(D)$; $V^* = \\log 4$."
+    if not sigma > 0: raise ValueError(f"sigma must be positive, got {sigma}")
+    grid = torch.linspace(min(means) - sigma, max(means) + sigma, 100_001, dtype=torch.float64)
+    log_max = _log_mixture(grid, means, sigma).max().item()   # log λ
+    def log_u(pred): return (_log_mixture(pred, means, sigma) - log_max).clamp(max=-1e-12)   # log(L/λ) < 0
+    def gen_loss(fake_pred, output, target): return -log_u(fake_pred).mean()
+    def crit_loss(real_pred, fake_pred): return -log_u(real_pred).mean() - torch.log(-torch.expm1(log_u(fake_pred))).mean()
+    return LossPair(gen_loss, crit_loss, math.log(4), f'pgan_loss(means={tuple(means)}, sigma={sigma})')
+
 # %% ../nbs/09_losses.ipynb #e5c3a906
 def gap_lr_multiplier(ema_loss:float, # the moving average of the critic loss, $\hat L_D$
                       v_star:float, # the critic loss at equilibrium, $V^*$
@@ -174,7 +220,7 @@ def ideal_critic_loss(loss:tuple, # a `(gen_loss_func, crit_loss_func)` pair
     p_counts, q_counts = torch.as_tensor(p_counts), torch.as_tensor(q_counts)
     real = torch.arange(len(p_counts)).repeat_interleave(p_counts)
     fake = torch.arange(len(q_counts)).repeat_interleave(q_counts)
-    t = torch.zeros(len(p_counts), dtype=torch.float64, requires_grad=True)
+    t = torch.randn(len(p_counts), dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)   # not constant: see VRAL
     opt = torch.optim.Adam([t], lr=lr)
     for i in range(steps):
         opt.zero_grad(); l = loss[1](t[real], t[fake]); l.backward(); opt.step()

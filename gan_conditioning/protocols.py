@@ -25,7 +25,7 @@ from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist
 from .packing import PackingCallback
 from .spectral import SpectralMonitorCallback
 from .regularization import SpectralRegularizationCallback
-from .losses import ns_loss, lsgan_loss, hinge_loss, wgan_loss, GradientPenaltyCallback
+from .losses import ns_loss, lsgan_loss, hinge_loss, wgan_loss, vral_loss, pgan_loss, GradientPenaltyCallback, WeightClipCallback
 from .distributed import gan_distrib_ctx, is_main_process, StopOnNaNCallback
 
 # %% auto #0
@@ -120,9 +120,10 @@ _DATASETS = {
 }
 
 # %% ../nbs/10_protocols.ipynb #7d4d162a
-_LOSSES = {'ns': ns_loss, 'lsgan': lsgan_loss, 'hinge': hinge_loss, 'wgan-gp': wgan_loss}
+_LOSSES = {'ns': ns_loss, 'lsgan': lsgan_loss, 'hinge': hinge_loss, 'wgan-gp': wgan_loss, 'wgan-clip': wgan_loss, 'vral': vral_loss, 'pgan': pgan_loss}
 _PARTS = ("baseline, jc, jc-<lambda_min>-<lambda_max>, pac2, pac3, ..., sn, sr-static, sr-dynamic, sn-then-sr-dynamic, "
           "sn-then-sr-dynamic-<iteration>, crit<N>, " + ", ".join(_LOSSES))
+_WGAN = {'wgan-gp': GradientPenaltyCallback, 'wgan-clip': WeightClipCallback}   # each WGAN's Lipschitz constraint, with 5 critic steps (Gulrajani et al.; Arjovsky et al., Algorithm 1: c = 0.01)
 _SN_GAN = dict(loss='hinge', n_crit=5, betas=(0., 0.9))   # Miyato et al.'s and Liu et al.'s optimisation (SRGANs, configs/sr.yml)
 
 def _unknown(kind, name, known):
@@ -170,13 +171,13 @@ def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hing
             v['pack'] = k; v['cbs'].append(lambda k=k: PackingCallback(k))   # the critic is built for packs of k
         elif part in _LOSSES:
             v['loss'] = part
-            if part == 'wgan-gp': v['n_crit'] = 5; v['cbs'].append(GradientPenaltyCallback)
+            if part in _WGAN: v['n_crit'] = 5; v['cbs'].append(_WGAN[part])
         elif c:
             crit = int(c[1])
             if crit < 1: raise ValueError(f"{part!r}: a generator step needs at least one critic step before it, e.g. 'crit1'")
         else: raise ValueError(f"unknown variant part {part!r} in {name!r}: a variant is parts joined by '+', each one of {_PARTS} (e.g. 'hinge+jc')")
     if v['sn']: v.update(_SN_GAN if 'loss' not in seen else dict(betas=_SN_GAN['betas']))   # SN and SR: the authors' optimisation
-    if crit is not None: v['n_crit'] = crit   # after the loss, whose default (WGAN-GP's 5, SN-GAN's 5) it overrides
+    if crit is not None: v['n_crit'] = crit   # after the loss, whose default (WGAN's 5, SN-GAN's 5) it overrides
     return v
 
 # %% ../nbs/10_protocols.ipynb #5b4fe95a

@@ -135,7 +135,29 @@ def bench_study_jobs(steps=600):
     row['dask_s'], row['dask_overhead_per_run_s'] = t, (t - two) / 4   # against the same 2 local workers
     return row
 
-BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet, jobs=bench_study_jobs)
+def ntk_per_output(critic, x):
+    "The reference: one `autograd.grad` per critic output, flattened, then G Gᵀ."
+    params = list(critic.parameters())
+    critic.eval()
+    out = critic(x).reshape(-1)
+    G = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(o, params, retain_graph=True)]) for o in out])
+    critic.train()
+    return G @ G.T
+
+def bench_ntk(width=32, n=128, repeats=3):
+    torch.manual_seed(0)
+    D = dcgan_critic(width=width, norm='spectral').to(DEVICE)
+    x = torch.randn(n, 1, 28, 28).to(DEVICE)
+    ref = ntk_per_output(D, x)
+    torch.testing.assert_close(critic_ntk(D, x), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    torch.testing.assert_close(critic_ntk(D, x, method='vp'), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    ours, loop = alternate(lambda: critic_ntk(D, x), lambda: ntk_per_output(D, x), repeats)
+    vp, _ = alternate(lambda: critic_ntk(D, x, method='vp'), lambda: None, repeats)
+    return dict(name=f"critic_ntk, SN DCGAN critic (width {width}), {n} digits: 'jac' vs one autograd.grad per output",
+                ours_s=ours, reference_s=loop, ratio=loop / ours, vp_s=vp, goal='>= 5x faster than the per-output loop',
+                met=loop / ours >= 5)
+
+BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet, ntk=bench_ntk, jobs=bench_study_jobs)
 
 def main(names=()):
     "Run the named rows (default: all; on a GPU all but `jobs`, which is about CPU cores); `python tests/bench.py sr jc` runs two."
@@ -146,6 +168,7 @@ def main(names=()):
         rows.append(f()); r = rows[-1]
         print(f"{r['name']}\n    {r['ours_s']*1e3:9.1f} ms vs {r['reference_s']*1e3:9.1f} ms   ratio {r['ratio']:6.2f}   goal {r['goal']}: "
               f"{'met' if r['met'] else 'NOT met'}", flush=True)
+        if 'vp_s' in r: print(f"    the vector-product form ('vp', for critics too wide for their Jacobians): {r['vp_s']*1e3:.1f} ms", flush=True)
         if 'dask_s' in r: print(f"    on a dask LocalCluster of 2 one-thread workers: {r['dask_s']:.1f} s, {r['dask_overhead_per_run_s']:+.2f} s a run against jobs=2", flush=True)
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), device=str(DEVICE), device_name=name)
     (ROOT/'bench_results.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))

@@ -198,8 +198,8 @@ def _page(target, folder):
     "Does a relative link from a page in `folder` reach a page or file of the site?"
     path = (folder/target.split('#')[0].split('?')[0]).resolve()
     if path.exists(): return True
-    if path.suffix == '.html':  # Quarto renders `00_data.ipynb` as `data.html`
-        return any(re.sub(r'^\d+_', '', p.stem) == path.stem for p in path.parent.glob('*.ipynb'))
+    if path.suffix == '.html':  # Quarto renders `00_data.ipynb` as `data.html`, `09a_critic_ntk.ipynb` as `critic_ntk.html` (nbdev's rule)
+        return any(re.sub(r'^\d+[a-zA-Z0-9]*_', '', p.stem.lower()) == path.stem for p in path.parent.glob('*.ipynb'))
     return False
 
 def test_relative_links_resolve():

@@ -8,7 +8,8 @@ from gan_conditioning.all import *
 warnings.filterwarnings('ignore', message='You are shadowing an attribute')
 
 LOSSES = {'ns': ns_loss, 'lsgan': lsgan_loss, 'lsgan_chi2': lambda: lsgan_loss(-1, 1, 0), 'hinge': hinge_loss,
-          'alpha': lambda: alpha_loss(2., 1.5), 'wgan': wgan_loss}
+          'alpha': lambda: alpha_loss(2., 1.5), 'wgan': wgan_loss, 'wgan_clip': wgan_loss, 'vral': vral_loss, 'pgan': pgan_loss}
+LOSS_CBS = {'wgan_clip': lambda: [WeightClipCallback()]}   # the callbacks a loss trains with
 
 
 def _close(a, b, tol=1e-6): assert abs(float(a) - float(b)) <= tol, (float(a), float(b))
@@ -31,6 +32,17 @@ def test_losses_match_direct_formulas():
     la = lambda y, p, a: a / (a - 1) * (1 - y * p ** ((a - 1) / a) - (1 - y) * (1 - p) ** ((a - 1) / a))
     _close(c(r, f), la(1, sig(r), a_d).mean() + la(0, sig(f), a_d).mean(), 1e-5)
     _close(g(f, None, None), la(1, sig(f), a_g).mean(), 1e-5)
+    g, c = vral_loss(0.5, -2., 1.5)   # KL of N(m, s²) from N(μ, σ²), written out; s² the batch's population variance
+    kl = lambda x, mu, sd: math.log(sd / x.var(unbiased=False).sqrt()) + (x.var(unbiased=False) + (x.mean() - mu) ** 2) / (2 * sd ** 2) - 0.5
+    _close(c(r, f), kl(r, 0.5, 1.5) + kl(f, -2., 1.5), 1e-5)
+    _close(g(f, None, None), (0.5 * (f - 0.5) ** 2).mean())
+    for means, sd in (((1.,), 1.), ((0., 3.), 0.7)):   # u = L(y)/max L, the mixture's maximum at a mean (one, or two far apart)
+        g, c = pgan_loss(means, sd)
+        dens = lambda y: sum(torch.exp(-0.5 * ((y - m) / sd) ** 2) for m in means)
+        u = lambda y: dens(y) / dens(torch.tensor(means[0]))
+        r2, f2 = r + 0.3, f + 0.3   # off the means, where 1 - u = 0
+        _close(c(r2, f2), -torch.log(u(r2)).mean() - torch.log(1 - u(f2)).mean(), 1e-5)
+        _close(g(f2, None, None), -torch.log(u(f2)).mean(), 1e-5)
 
 
 def test_alpha_loss_limits_and_extremes():
@@ -47,7 +59,7 @@ def test_alpha_loss_limits_and_extremes():
     with pytest.raises(ValueError, match='alpha_d'): alpha_loss(0.)
 
 
-@pytest.mark.parametrize('name', ['ns', 'lsgan', 'lsgan_chi2', 'hinge', 'alpha'])
+@pytest.mark.parametrize('name', ['ns', 'lsgan', 'lsgan_chi2', 'hinge', 'alpha', 'vral', 'pgan'])
 def test_v_star_by_optimising_an_ideal_critic(name):
     "P = Q on a known 1-D space (integer weights): the best free critic's loss is V*."
     loss = LOSSES[name]()
@@ -63,6 +75,34 @@ def test_known_v_star_values():
     assert hinge_loss().v_star == 2 and wgan_loss().v_star == 0
     assert alpha_loss(1.).v_star == pytest.approx(math.log(4))
     assert alpha_loss(float('inf')).v_star == pytest.approx(1.)
+    assert vral_loss().v_star == 1 and vral_loss(2., 0., 2.).v_star == pytest.approx(0.25)
+    assert pgan_loss().v_star == pytest.approx(math.log(4)) and pgan_loss((-1., 1.), 0.5).v_star == pytest.approx(math.log(4))
+
+
+def test_vral_and_pgan_keep_the_generator_gradient_when_the_critic_wins():
+    "Far on the generated side of a perfect critic, ∂L_G/∂D(G(z)) grows with the distance; the saturating loss's vanishes."
+    for loss in (vral_loss(), pgan_loss()):
+        grads = []
+        for d in (-5., -20., -100.):
+            y = torch.full((4,), d, requires_grad=True)
+            loss[0](y, None, None).backward(); grads.append(y.grad.abs().sum().item())
+        assert grads[0] > 1 and grads[0] < grads[1] < grads[2] and all(math.isfinite(g) for g in grads)
+    y = torch.full((4,), -20., requires_grad=True)
+    (-torch.nn.functional.softplus(y).mean()).backward()   # the saturating E log(1 - σ(D))
+    assert y.grad.abs().sum() < 1e-8
+
+
+def test_weight_clip_callback_clips_the_critic_only():
+    set_seed(0)
+    learn = gan_learner(gan_dls(ring_data(1_200), nz=2, bs=100), mlp_generator(width=32), mlp_critic(width=32), loss=wgan_loss(), n_crit=5)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=WeightClipCallback(0.02))
+    assert max(p.abs().max().item() for p in learn.model.critic.parameters()) <= 0.02
+    assert max(p.abs().max().item() for p in learn.model.generator.parameters()) > 0.02
+    with pytest.raises(ValueError, match='positive'): WeightClipCallback(0.)
+    from fastai.learner import Learner
+    plain = Learner(gan_dls(ring_data(1000), nz=2, bs=100), mlp_generator(), loss_func=torch.nn.MSELoss())
+    with pytest.raises(ValueError, match='needs a fastai GANLearner'):
+        with plain.no_bar(), plain.no_logging(): plain.fit(1, cbs=WeightClipCallback())
 
 
 @pytest.mark.parametrize('ema,expected', [(0., 1.), (0.05, 2 ** 0.5), (0.1, 2.), (0.5, 2.), (-0.05, 0.1 ** 0.5), (-0.1, 0.1), (-1., 0.1)])
@@ -127,6 +167,7 @@ CALLBACKS = {
     'ring_metrics': lambda loss: ring_metrics(n_samples=500),
     'gap_aware': lambda loss: GapAwareLRCallback(x_min=0.1, x_max=0.1) if loss.v_star == 0 else GapAwareLRCallback(),
     'gradient_penalty': lambda loss: GradientPenaltyCallback(),
+    'weight_clip': lambda loss: WeightClipCallback(),
     'spectral_monitor': lambda loss: SpectralMonitorCallback(every=2),
     'spectral_regularization': lambda loss: SpectralRegularizationCallback('dynamic', every=2),
     'spectral_regularization_static': lambda loss: SpectralRegularizationCallback('static', every=2),
@@ -138,6 +179,6 @@ def test_every_callback_with_every_loss(cb, loss):
     set_seed(0)
     lp = LOSSES[loss]()
     learn = gan_learner(gan_dls(ring_data(1_200), nz=2, bs=100), mlp_generator(width=32), _sn_conv_critic(), loss=lp)
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=CALLBACKS[cb](lp))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=[CALLBACKS[cb](lp), *LOSS_CBS.get(loss, list)()])
     losses = [float(v) for v in learn.recorder.losses]
     assert len(losses) == 11 and all(math.isfinite(v) for v in losses)

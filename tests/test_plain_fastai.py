@@ -29,7 +29,10 @@ def test_fastai_basic_dcgan_wgan_on_mnist():
     G = basic_generator(32, n_channels=1, in_sz=64, n_extra_layers=0)
     C = basic_critic(32, n_channels=1, n_extra_layers=0)
     learn = GANLearner.wgan(dls, G, C, show_img=False)
-    learn.fit(1, 1e-4, cbs=[JacobianClampCallback(lambda_min=0.5, lambda_max=5.), ConditionNumberCallback()])
+    ntk = CriticNTKCallback(every=3, n_real=16)
+    learn.fit(1, 1e-4, cbs=[JacobianClampCallback(lambda_min=0.5, lambda_max=5.), ConditionNumberCallback(), ntk])
+    assert len(ntk.history) == 1 + ntk.crit_steps // 3 >= 2 and 'ntk_rank' in learn.recorder.metric_names
+    assert all(1 <= h['ntk_rank'] <= 32 and h['ntk_trace'] > 0 for h in ntk.history)   # fastai's critic (BN, eval mode), 16 + 16 samples
     n_gen = len(learn.jacobian_clamp.history)
     assert n_gen >= 1  # wgan trains the critic 5× per generator step: few generator steps
     _check(learn, n_gen_steps=n_gen)
