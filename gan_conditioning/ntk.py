@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from fastcore.basics import store_attr
 from .geometry import eval_mode
-from .conditioning import MeasureCallback, latent_shape
+from .conditioning import latent_shape
+from .spectral import _CriticStepMeasure
 from .metrics import generate
 
 # %% auto #0
@@ -96,7 +97,7 @@ def _real_batch(learn, n):
     raise ValueError(f"CriticNTKCallback needs n_real={n} real samples, but the validation set holds {sum(map(len, xs))}: "
                      "lower n_real, or pass the samples as real=")
 
-class CriticNTKCallback(MeasureCallback):
+class CriticNTKCallback(_CriticStepMeasure):
     "Record the eigen-spectrum and effective rank of the critic's NTK on fixed real and generated samples."
     columns, main_process_only = ('ntk_rank',), True
     _state = ('history', 'spectra', 'crit_steps', 'z', 'real')
@@ -116,10 +117,6 @@ class CriticNTKCallback(MeasureCallback):
         self.z = torch.randn(len(self.real), *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed)).to(dev)
         self.spectra, self.crit_steps = [], 0
         self.measure()
-    def after_step(self):
-        if self.learn.gan_trainer.gen_mode: return
-        self.crit_steps += 1
-        if self.crit_steps % self.every == 0: self.measure()
     def measure(self):
         fake = generate(self.learn.model.generator, self.z, batch_size=len(self.z)).to(self.real.device)
         K = critic_ntk(self.learn.model.critic, torch.cat([self.real, fake]), max_mem=self.max_mem).double()

@@ -53,7 +53,14 @@ def spectral_collapse(s:torch.Tensor): # normalised singular values of one layer
     return 1 - _normalised(s).mean(-1)
 
 # %% ../nbs/07_spectral_collapse.ipynb #fefaf5c5
-class SpectralMonitorCallback(MeasureCallback):
+class _CriticStepMeasure(MeasureCallback):
+    "Base for callbacks that `measure()` every `every` critic steps, counted in `crit_steps` (set to 0 in `before_fit`)."
+    def after_step(self):
+        if self.learn.gan_trainer.gen_mode: return
+        self.crit_steps += 1
+        if self.crit_steps % self.every == 0: self.measure()
+
+class SpectralMonitorCallback(_CriticStepMeasure):
     "Record the normalised singular values of the critic's weights during training; warn on spectral collapse."
     columns, main_process_only, _sp_fetched = ('sv_collapse',), True, 0
     _state = ('history', 'spectra', 'crit_steps', 'max_area', 'warned')
@@ -71,11 +78,6 @@ class SpectralMonitorCallback(MeasureCallback):
         if self.resumed: return  # the starting weights were measured before the checkpoint
         self.spectra, self.crit_steps, self.max_area, self.warned, self._sp_fetched = [], 0, {}, set(), 0
         self.measure()
-
-    def after_step(self):
-        if self.learn.gan_trainer.gen_mode: return
-        self.crit_steps += 1
-        if self.crit_steps % self.every == 0: self.measure()
 
     def measure(self):
         critic = self.learn.model.critic
