@@ -77,7 +77,8 @@ class MeasureCallback(Callback):
         self.resumed, self._loaded, self._fitting = self._loaded and len(self.history) > 0, False, True  # nothing measured: start afresh
         if self.resumed: self.history = list(self.history)
         else: self.history, self.iters_before, self.epochs_before = [], 0, 0
-        self.last = {c: float('nan') for c in self.columns}
+        # each column shows its latest measurement; a resumed fit starts from the checkpoint's, not NaN
+        self.last = {c: next((h[c] for h in reversed(self._history) if c in h), float('nan')) for c in self.columns}   # raw: a subclass's `fetch` may need its own before_fit first
         self._drop_columns()  # a fit that raised skipped `after_fit` and left its columns behind
         cols = [ValueMetric(lambda c=c: self.last[c], c) for c in self.columns]
         for m in cols: m.measure_cb = type(self)

@@ -139,12 +139,19 @@ def _log_mixture(y, means, sigma):
     mu = torch.as_tensor(means, dtype=y.dtype, device=y.device)
     return torch.logsumexp(-0.5 * ((y.unsqueeze(-1) - mu) / sigma) ** 2, -1) - math.log(len(mu) * sigma * math.sqrt(2 * math.pi))
 
+def _mixture_mode(means, sigma, steps=200):
+    "Where the equal-weight mixture peaks: the best of a coarse grid over the means, polished by mean shift (each step moves to the posterior mean of the components, and never lowers the density)."
+    mu = torch.as_tensor(means, dtype=torch.float64)
+    grid = torch.linspace(mu.min() - sigma, mu.max() + sigma, 1_001, dtype=torch.float64)
+    y = grid[_log_mixture(grid, means, sigma).argmax()]
+    for _ in range(steps): y = (torch.softmax(-0.5 * ((y - mu) / sigma) ** 2, 0) * mu).sum()
+    return y
+
 def pgan_loss(means:tuple=(1.,), # the mixture's component means on the critic's output (equal weights)
               sigma:float=1.): # the components' standard deviation
     "PGAN (Eghbal-zadeh & Widmer 2017): the critic's output scored by its mixture likelihood $u = \\mathcal L/\\max \\mathcal L$ in place of $\\sigma(D)$; $V^* = \\log 4$."
     if not sigma > 0: raise ValueError(f"sigma must be positive, got {sigma}")
-    grid = torch.linspace(min(means) - sigma, max(means) + sigma, 100_001, dtype=torch.float64)
-    log_max = _log_mixture(grid, means, sigma).max().item()   # log λ
+    log_max = _log_mixture(_mixture_mode(means, sigma), means, sigma).item()   # log λ
     def log_u(pred): return (_log_mixture(pred, means, sigma) - log_max).clamp(max=-1e-12)   # log(L/λ) < 0
     def gen_loss(fake_pred, output, target): return -log_u(fake_pred).mean()
     def crit_loss(real_pred, fake_pred): return -log_u(real_pred).mean() - torch.log(-torch.expm1(log_u(fake_pred))).mean()

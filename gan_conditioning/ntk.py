@@ -78,10 +78,14 @@ def ntk_witness(critic:nn.Module, # a critic whose outputs each depend on their 
     "The MMD witness under the critic's NTK, h(x) = Σⱼ cⱼ Θ(x, sⱼ), and its gradient in x, the generator's direction."
     with eval_mode(critic):
         f, params = _functional(critic)
-        n_r, n_f = len(real) // _per_output(critic, real), len(fake) // _per_output(critic, fake)
+        out, pull = vjp(lambda p: f(p, torch.cat([real, fake])), params)   # one forward, which also counts the outputs
+        per = (len(real) + len(fake)) // max(out.numel(), 1)
+        if out.numel() == 0 or len(real) % per or len(fake) % per or (len(real) + len(fake)) % out.numel():
+            raise ValueError(f"the critic turned {len(real) + len(fake)} inputs into {out.numel()} outputs; ntk_witness needs "
+                             f"the same number of inputs behind each output, and real and fake batches that are whole packs")
+        n_r, n_f = len(real) // per, len(fake) // per
         if coef is None: coef = torch.cat([real.new_full((n_r,), 1 / n_r), fake.new_full((n_f,), -1 / n_f)])
-        _, pull = vjp(lambda p: f(p, torch.cat([real, fake])), params)
-        v = pull(coef.to(real))[0]     # Σⱼ cⱼ ∇_θ f(sⱼ): the direction kernel descent moves the parameters
+        v = pull(coef.to(out).reshape(out.shape))[0]     # Σⱼ cⱼ ∇_θ f(sⱼ): the direction kernel descent moves the parameters
         def h(x): return jvp(lambda p: f(p, x), (params,), (v,))[1]
         return h(x).detach(), torch.func.grad(lambda x: h(x).sum())(x).detach()   # outputs are per input: the sum's gradient is theirs
 

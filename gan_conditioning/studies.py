@@ -333,6 +333,16 @@ def _interval(samples, statistic, n_resamples, rng, method='BCa'):
         ci = stats.bootstrap(samples, statistic, n_resamples=n_resamples, rng=rng, vectorized=True, method=method).confidence_interval
     return ci.low, ci.high
 
+def _ratio_interval(x, b, n_resamples, rng):
+    "A 95% percentile bootstrap interval of var(x)/var(b), each sample resampled on its own; resamples where both have no spread (0/0) say nothing and are left out, and one where only `b` has none counts as ∞."
+    if min(len(x), len(b)) < 2: return math.nan, math.nan
+    draw = lambda s: s[rng.integers(0, len(s), (n_resamples, len(s)))]
+    with np.errstate(all='ignore'): r = _var_ratio(draw(x), draw(b))
+    r = r[~np.isnan(r)]
+    if not len(r): return math.nan, math.nan
+    lo, hi = np.quantile(r, [0.025, 0.975], method='inverted_cdf')   # no interpolation, so an ∞ stays ∞
+    return float(lo), float(hi)
+
 def _compare_one(runs, score, baseline, n_resamples, seed):
     ok = runs[(runs.status == 'ok') & runs[score].notna()]
     groups = {v: ok.loc[ok.variant == v, score].to_numpy(float) for v in runs.variant.unique()}
@@ -349,7 +359,7 @@ def _compare_one(runs, score, baseline, n_resamples, seed):
             if n > 1 and len(b) > 1:
                 vx, vb = x.var(ddof=1), b.var(ddof=1)
                 row['var_ratio'] = vx / vb if vb > 0 else math.inf if vx > 0 else math.nan   # 0/0: no spread to compare
-                row['vr_low'], row['vr_high'] = _interval((x, b), _var_ratio, n_resamples, rng, 'percentile')
+                row['vr_low'], row['vr_high'] = _ratio_interval(x, b, n_resamples, rng)
                 with warnings.catch_warnings(): warnings.simplefilter('ignore'); row['p_var'] = stats.levene(x, b, center='median').pvalue
         rows.append(row)
     cols = ['n', 'mean', 'se', 'ci_low', 'ci_high', 'diff', 'p', 'var_ratio', 'vr_low', 'vr_high', 'p_var']
