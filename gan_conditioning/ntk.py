@@ -25,12 +25,13 @@ def _functional(critic):
     buffers = {k: v.detach() for k, v in critic.named_buffers()}
     return (lambda p, x: functional_call(critic, (p, buffers), (x,)).reshape(-1)), params
 
-def _per_output(critic, x):
-    "Inputs per critic output: 1 for a plain critic, m for a `PackedCritic` of m samples."
-    with torch.no_grad(): n_out = critic(x).numel()
-    if n_out == 0 or len(x) % n_out:
-        raise ValueError(f"the critic turned {len(x)} inputs into {n_out} outputs; critic_ntk needs the same number of inputs behind each output")
-    return len(x) // n_out
+def _per_output(n_out, *xs):
+    "Inputs per critic output, given the `n_out` outputs for the batches `xs` together: 1 for a plain critic, m for a `PackedCritic` of m samples."
+    n_in = sum(map(len, xs))
+    if n_out == 0 or n_in % n_out or any(len(x) % (n_in // n_out) for x in xs):
+        raise ValueError(f"the critic turned {n_in} inputs into {n_out} outputs; the NTK needs the same number of inputs "
+                         "behind each output, and every batch in whole packs")
+    return n_in // n_out
 
 def _ntk_jac(f, params, x1, x2, rows, per):
     "Θ = J₁J₂ᵀ from per-output parameter Jacobians (each output's own inputs only), `rows` outputs at a time."
@@ -57,7 +58,7 @@ def critic_ntk(critic:nn.Module, # any critic: one output per sample, or per pac
     if method not in ('auto', 'jac', 'vp'): raise ValueError(f"method must be 'auto', 'jac' or 'vp', got {method!r}")
     with eval_mode(critic):
         f, params = _functional(critic)
-        per = _per_output(critic, x1)
+        with torch.no_grad(): per = _per_output(critic(x1).numel(), x1)
         rows = max(1, int(max_mem // (4 * sum(p.numel() for p in params.values()))))
         if method == 'auto': method = 'jac' if rows * per >= len(x1) + (0 if x2 is None else len(x2)) else 'vp'
         return (_ntk_jac if method == 'jac' else _ntk_vp)(f, params, x1, x2, rows, per).detach()
@@ -79,10 +80,7 @@ def ntk_witness(critic:nn.Module, # a critic whose outputs each depend on their 
     with eval_mode(critic):
         f, params = _functional(critic)
         out, pull = vjp(lambda p: f(p, torch.cat([real, fake])), params)   # one forward, which also counts the outputs
-        per = (len(real) + len(fake)) // max(out.numel(), 1)
-        if out.numel() == 0 or len(real) % per or len(fake) % per or (len(real) + len(fake)) % out.numel():
-            raise ValueError(f"the critic turned {len(real) + len(fake)} inputs into {out.numel()} outputs; ntk_witness needs "
-                             f"the same number of inputs behind each output, and real and fake batches that are whole packs")
+        per = _per_output(out.numel(), real, fake)
         n_r, n_f = len(real) // per, len(fake) // per
         if coef is None: coef = torch.cat([real.new_full((n_r,), 1 / n_r), fake.new_full((n_f,), -1 / n_f)])
         v = pull(coef.to(out).reshape(out.shape))[0]     # Σⱼ cⱼ ∇_θ f(sⱼ): the direction kernel descent moves the parameters

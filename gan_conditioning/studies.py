@@ -323,14 +323,14 @@ def plot_study(study:Study, # from `run_study`
 def _mean_diff(x, y, axis=-1): return x.mean(axis) - y.mean(axis)
 def _var_ratio(x, y, axis=-1): return x.var(axis, ddof=1) / y.var(axis, ddof=1)
 
-def _interval(samples, statistic, n_resamples, rng, method='BCa'):
+def _interval(samples, statistic, n_resamples, rng):
     "A 95% bootstrap interval of `statistic`; NaN where too few runs, the point itself where every resample agrees."
     if min(map(len, samples)) < 2: return math.nan, math.nan
     if all(np.ptp(s) == 0 for s in samples):   # every resample is the same: the point itself (NaN for 0/0)
         with np.errstate(all='ignore'): return (float(statistic(*samples)),) * 2
     with np.errstate(all='ignore'), warnings.catch_warnings():
         warnings.simplefilter('ignore')   # scipy warns, and returns NaN, on degenerate resamples
-        ci = stats.bootstrap(samples, statistic, n_resamples=n_resamples, rng=rng, vectorized=True, method=method).confidence_interval
+        ci = stats.bootstrap(samples, statistic, n_resamples=n_resamples, rng=rng, vectorized=True, method='BCa').confidence_interval
     return ci.low, ci.high
 
 def _ratio_interval(x, b, n_resamples, rng):
