@@ -8,13 +8,14 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #15620961
-from . import data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, ntk, protocols, studies, distributed
+from . import data, models, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, studies, distributed
 from .data import *
 from .models import *
 from .geometry import *
 from .conditioning import *
 from .clamping import *
 from .metrics import *
+from .manifold import *
 from .packing import *
 from .spectral import *
 from .regularization import *
@@ -23,4 +24,4 @@ from .ntk import *
 from .protocols import *
 from .studies import *
 from .distributed import *
-__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics, packing, spectral, regularization, losses, ntk, protocols, studies, distributed) for n in m.__all__]
+__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, studies, distributed) for n in m.__all__]

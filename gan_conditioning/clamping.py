@@ -6,6 +6,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/jacobian_clamping.html
 
 # %% ../nbs/04_jacobian_clamping.ipynb #961469bd
 from __future__ import annotations
+import math
 from copy import deepcopy
 import torch, torch.nn as nn
 import matplotlib.pyplot as plt
@@ -18,7 +19,7 @@ from .conditioning import *
 
 # %% auto #0
 __all__ = ['clamp_penalty', 'perturb', 'clamp_quotient', 'jacobian_clamp_penalty', 'JacobianClampCallback', 'fit_gan',
-           'suggest_clamp_bounds', 'gc_demo']
+           'suggest_clamp_bounds', 'path_lengths', 'PathLengthCallback', 'gc_demo']
 
 # %% ../nbs/04_jacobian_clamping.ipynb #25a3524f
 def clamp_penalty(Q:torch.Tensor, # quotients, one per latent
@@ -168,14 +169,86 @@ def clamp_find(self:Learner, n_epochs:int=1, # length of the recording run
         ax.set_xlabel('log10 Q'); ax.set_title(f"suggested λmin={bounds[0]:.3g}, λmax={bounds[1]:.3g}", fontsize=9)
     return bounds
 
+# %% ../nbs/04_jacobian_clamping.ipynb #8657c2c0
+def path_lengths(G:nn.Module, # generator
+                 z:torch.Tensor, # latents `(B, ...)`
+                 create_graph:bool=False): # keep the graph, to differentiate the penalty
+    "$\\lVert J_z^\\top y\\rVert$ per latent for one draw of $y \\sim N(0, I)/\\sqrt{HW}$, and $G(z)$ (Karras et al. 2020, §3.2, with $w = z$)."
+    z = z.detach().requires_grad_(True)
+    x = G(z)
+    y = torch.randn_like(x) / math.sqrt(x[0, 0].numel() if x.ndim > 2 else 1)
+    g, = torch.autograd.grad((x * y).sum(), z, create_graph=create_graph)
+    return g.flatten(1).norm(dim=1), x
+
+# %% ../nbs/04_jacobian_clamping.ipynb #61f233ab
+class PathLengthCallback(MeasureCallback):
+    "StyleGAN2's path-length regularizer (Karras et al. 2020, §3.2): $w(\\lVert J_z^\\top y\\rVert - a)^2$, $a$ the lengths' running mean."
+    run_after = GANTrainer
+    columns, _state = ('pl_mean',), ('history', 'pl_mean', 'gen_steps')
+    def __init__(self, weight:float=2., # w (`pl_weight`)
+                 decay:float=0.01, # of the running mean a (`pl_decay`)
+                 batch_shrink:int=2, # the penalty's latents: the first `bs // batch_shrink` of the generator batch (`pl_batch_shrink`)
+                 interval:int=4, # a separate step every `interval` generator steps, the penalty × `interval` (`G_reg_interval`); 1: in every step's loss
+                 rescale_adam:bool=True): # lazily: Adam's lr × r/(r+1) and betas ** r/(r+1) in generator steps, r = `interval` (`mb_ratio`)
+        if weight < 0 or not 0 < decay <= 1 or batch_shrink < 1 or interval < 1:
+            raise ValueError(f"PathLengthCallback needs weight >= 0, 0 < decay <= 1, batch_shrink >= 1 and interval >= 1; got {weight}, {decay}, {batch_shrink}, {interval}")
+        store_attr(); self.pl_mean, self.gen_steps = torch.zeros(()), 0   # the running mean persists across fits, as in StyleGAN2
+    def _penalty(self):
+        z = self.learn.xb[0]
+        z = z[:max(1, len(z) // self.batch_shrink)]   # under JC the batch is [z; z']: these are z's
+        lengths, _ = path_lengths(self.learn.model.generator, z, create_graph=True)
+        a = self.pl_mean.to(lengths.device).lerp(lengths.detach().mean(), self.decay)
+        self.pl_mean = a.detach()
+        penalty = (lengths - a).square().mean()
+        self.record(pl_length=lengths.detach().mean(), pl_mean=self.pl_mean, penalty=penalty.detach())
+        return self.weight * penalty
+    @property
+    def _gen(self): return self.training and self.learn.gan_trainer.gen_mode
+    def after_loss(self):   # interval 1: in the generator's own step ("Gboth")
+        if self.interval == 1 and self._gen and self.weight: self.learn.loss_grad = self.learn.loss_grad + self._penalty()
+    def before_step(self):
+        if self._gen and self.interval > 1 and self.rescale_adam: self._scale(self.interval / (self.interval + 1))
+    def after_step(self):
+        if not self._gen: return
+        self.gen_steps += 1
+        if self.interval > 1 and self.weight and self.gen_steps % self.interval == 0: self._lazy_step()
+        if self.interval > 1 and self.rescale_adam: self._restore()
+    def _lazy_step(self):
+        "StyleGAN2's `Greg` phase: its own optimizer step on the penalty alone, scaled by the interval."
+        opt = self.learn.opt
+        opt.zero_grad()
+        (self._penalty() * self.interval).backward()
+        for p in self.learn.model.parameters():
+            if not p.requires_grad: p.grad = None   # the frozen critic: no Adam step from momentum (see `FrozenGradsCallback`)
+        opt.step()
+    def _scale(self, r):
+        self._saved = [dict(h) for h in self.learn.opt.hypers]
+        for h in self.learn.opt.hypers:
+            h['lr'] = h['lr'] * r
+            for k in ('mom', 'sqr_mom'):
+                if k in h: h[k] = h[k] ** r
+    def _restore(self):
+        for h, s in zip(self.learn.opt.hypers, getattr(self, '_saved', [])): h.update(s)
+        self._saved = []
+
 # %% ../nbs/04_jacobian_clamping.ipynb #57cfcff4
-import warnings
-from fastcore.script import call_parse
+import argparse, re, warnings
+from fastcore.script import call_parse, anno_parser
+
+def _console(func): # a function decorated with fastcore's `call_parse`
+    "Run `func` from the command line as `call_parse` does, each `--no-X` switch's help saying what the switch does."
+    p = anno_parser(func)
+    for a in p._actions:   # fastcore gives a `--no-X` switch the docment of X and "(default: True)", which reads backwards
+        if isinstance(a, argparse._StoreFalseAction) and (m := re.search(r'--no-[\w-]+: (.*?)(?: \(default: True\))?$', a.help or '')): a.help = m[1]
+    args = {k: v for k, v in vars(p.parse_args()).items() if k not in ('xtra', 'pdb')}
+    return func(**args)
+
+def _gc_demo_main(): _console(gc_demo)   # the `gc-demo` console script
 
 @call_parse
 def gc_demo(epochs:int=5, # training epochs on the ring
             lr:float=1e-3, # learning rate
-            jc:bool=True, # regularise with Jacobian Clamping
+            jc:bool=True, # regularise with Jacobian Clamping; --no-jc: train without Jacobian Clamping (the baseline)
             seed:int=0, # random seed
             out:str='gc_demo.png'): # where to save the figure
     "Train a GAN on the 8-mode ring with Jacobian Clamping and the condition-number monitor; save a figure."

@@ -10,13 +10,17 @@ import math, os
 from pathlib import Path
 from typing import NamedTuple
 import torch
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
-from fastai.torch_core import default_device
+from fastcore.basics import patch
+import matplotlib.pyplot as plt
+from fastai.data.core import DataLoaders, TfmdDL, dispatch
+from fastai.torch_core import TensorBase, default_device, to_detach
+from fastai.vision.core import TensorImage, TensorImageBW
+from fastai.vision.data import get_grid
+from fastai.vision.gan import InvisibleTensor
 
 # %% auto #0
 __all__ = ['ring_centers', 'ring_data', 'grid_centers', 'grid_data', 'Digits', 'load_mnist', 'stacked_mnist', 'cifar10_root',
-           'load_cifar10', 'NoiseRealDL', 'gan_dls']
+           'load_cifar10', 'NoiseRealDL', 'GANDataLoaders', 'gan_dls', 'TensorNoise', 'TensorPoints2D']
 
 # %% ../nbs/00_data.ipynb #66f0c2a3
 def _rng(seed): return torch.Generator().manual_seed(seed) if seed is not None else None
@@ -125,30 +129,137 @@ def load_cifar10(root:str|Path|None=None, # a folder holding `cifar-10-batches-p
     return x.float() / 127.5 - 1
 
 # %% ../nbs/00_data.ipynb #cc45cf6c
-class NoiseRealDL(DataLoader):
+class _RealIndex:
+    "A `NoiseRealDL`'s dataset: the indices of its real samples. `new_empty` is what `learn.export` keeps of it."
+    n_inp = 1   # the batch's input is the latent; the real samples are its target
+    def __init__(self, real): self.real = real
+    def __len__(self): return len(self.real)
+    def __getitem__(self, i): return i
+    @property
+    def items(self): return range(len(self.real))   # what fastai's W&B logger samples its prediction batch from
+    def new_empty(self): return _RealIndex(self.real[:0])
+
+class NoiseRealDL(TfmdDL):
     "A fastai `DataLoader` of `(z, real)`: `z ~ N(0, I)` of shape `(bs, nz)` drawn fresh each batch."
-    def __init__(self, real:torch.Tensor, nz:int, bs:int=64, shuffle:bool=True, drop_last:bool=True, **kwargs):
-        self.real, self.nz = real, nz
-        super().__init__(range(len(real)), bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
+    def __init__(self, real:torch.Tensor, nz:int, bs:int=64, shuffle:bool=True, drop_last:bool=True,
+                 centers:torch.Tensor|None=None, # a 2-D mixture's centres, marked when its samples are shown
+                 **kwargs):
+        self.real, self.nz, self.centers = real, nz, centers
+        super().__init__(_RealIndex(real), bs=bs, shuffle=shuffle, drop_last=drop_last, num_workers=0, **kwargs)
     def create_item(self, i): return i
     def create_batch(self, idxs):
         return torch.randn(len(idxs), self.nz), self.real[torch.as_tensor(idxs)]
     def new(self, dataset=None, **kwargs):
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device)
-        return NoiseRealDL(self.real, self.nz, **{**kw, **kwargs})
+        real = dataset.real if isinstance(dataset, _RealIndex) else self.real
+        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device, centers=self.centers)
+        return NoiseRealDL(real, self.nz, **{**kw, **kwargs})
 
 # %% ../nbs/00_data.ipynb #270ac552
+class GANDataLoaders(DataLoaders):
+    "The `(noise, real)` loaders of `gan_dls`; `test_dl` picks real samples by index (what fastai's W&B logger asks for)."
+    def test_dl(self, test_items, with_labels:bool=True, **kwargs):
+        return self.valid.new(_RealIndex(self.valid.real[list(test_items)]), shuffle=False, drop_last=False, **kwargs)
+
 def gan_dls(real:torch.Tensor, # real samples, `(N, ...)`: points `(N, 2)` or images `(N, C, H, W)` in [-1, 1]
             nz:int, # dimension of the generator's latent `z`
             bs:int=64, # batch size
             n_valid:int|None=None, # real samples held out for fastai's validation pass (default: one batch)
-            device=None): # default: `default_device()`
+            device=None, # default: `default_device()`
+            centers:torch.Tensor|None=None): # a 2-D mixture's centres, marked by `show_batch` and `show_results`
     "fastai `DataLoaders` of `(noise, real)` batches that `GANLearner` trains on."
     real = torch.as_tensor(real, dtype=torch.float32)
     if real.ndim < 2: raise ValueError(f"`real` must be (N, features...) samples, got shape {tuple(real.shape)}")
     n_valid = bs if n_valid is None else n_valid
     if len(real) < bs + n_valid:
         raise ValueError(f"gan_dls needs at least bs + n_valid = {bs + n_valid} real samples, got {len(real)}; lower `bs` or `n_valid`.")
-    train = NoiseRealDL(real[n_valid:], nz, bs=bs)
-    valid = NoiseRealDL(real[:n_valid], nz, bs=min(bs, n_valid), shuffle=False, drop_last=False)
-    return DataLoaders(train, valid, device=device or default_device())
+    train = NoiseRealDL(real[n_valid:], nz, bs=bs, centers=centers)
+    valid = NoiseRealDL(real[:n_valid], nz, bs=min(bs, n_valid), shuffle=False, drop_last=False, centers=centers)
+    return GANDataLoaders(train, valid, device=device or default_device())
+
+# %% ../nbs/00_data.ipynb #0a2d426f
+class TensorNoise(InvisibleTensor):
+    "The generator's latents in a decoded batch: shown as nothing, as fastai's `InvisibleTensor`."
+
+class TensorPoints2D(TensorBase):
+    "2-D samples `(N, 2)` of a mixture in a decoded batch: shown as one scatter, with the mixture's centres when known."
+    def show(self, ctx=None, centers=None, color='C0', label=None, figsize=(3.3, 3.3), **kwargs):
+        ax = ctx if ctx is not None else plt.subplots(figsize=figsize, dpi=72)[1]
+        x = torch.as_tensor(self).detach().reshape(-1, 2).cpu()
+        ax.scatter(x[:, 0], x[:, 1], s=4, alpha=.5, color=color, label=label, zorder=3)   # over the centres
+        centers = centers if centers is not None else getattr(self, 'centers', None)
+        if centers is not None: ax.scatter(*torch.as_tensor(centers).T, c='r', marker='+', s=150, lw=.8, alpha=.5, zorder=2)
+        ax.set_aspect('equal')
+        return ax
+
+@patch
+def decode(self:NoiseRealDL, b):
+    "`b` with types for showing: the latent as `TensorNoise`, samples as images in [0, 1] or as 2-D points."
+    z, *xs = to_detach(b, cpu=True)   # `learn.one_batch` outside a fit (TensorBoard does it) leaves the graph on
+    return (TensorNoise(z), *map(self._typed, xs))
+
+@patch
+def _typed(self:NoiseRealDL, x):
+    if x.ndim == 4 and x.shape[1] in (1, 3): return (TensorImageBW if x.shape[1] == 1 else TensorImage)(((x + 1) / 2).clamp(0, 1))
+    if x.ndim == 2 and x.shape[1] == 2: return TensorPoints2D(x, centers=self.centers)
+    return x
+
+@patch
+def _points(self:NoiseRealDL): return self.real.ndim == 2 and self.real.shape[1] == 2
+
+@patch
+def show_batch(self:NoiseRealDL, b=None, max_n:int=9, ctxs=None, show:bool=True, unique:bool=False, **kwargs):
+    "fastai's `show_batch`; for 2-D points the whole batch in one scatter (nine points would say nothing)."
+    if self._points() and b is None: max_n = self.bs
+    return TfmdDL.show_batch(self, b, max_n, ctxs, show, unique, **kwargs)
+
+@patch
+def show_results(self:NoiseRealDL, b, out, max_n:int=9, ctxs=None, show:bool=True, **kwargs):
+    "fastai's `show_results`: real samples beside generated ones; for 2-D points the whole batch."
+    if self._points(): max_n = len(b[0])
+    return TfmdDL.show_results(self, b, out, max_n, ctxs, show, **kwargs)
+
+# %% ../nbs/00_data.ipynb #e9cfbffc
+def _stacked(samples, i): return torch.stack([torch.as_tensor(s[i]) for s in samples])
+
+@dispatch
+def show_batch(x:TensorNoise, y:TensorPoints2D, samples, ctxs=None, max_n=None, figsize=None, **kwargs):
+    ax = ctxs[0] if ctxs else plt.subplots(figsize=figsize or (3.3, 3.3), dpi=72)[1]
+    return [y[:max_n].show(ctx=ax, centers=getattr(y, 'centers', None), color='0.3', **kwargs)]
+
+@dispatch
+def show_results(x:TensorNoise, y:TensorPoints2D, samples, outs, ctxs=None, max_n=None, figsize=None, **kwargs):
+    ax = ctxs[0] if ctxs else plt.subplots(figsize=figsize or (3.3, 3.3), dpi=72)[1]
+    y.show(ctx=ax, centers=getattr(y, 'centers', None), color='0.6', label='real', **kwargs)
+    TensorPoints2D(_stacked(outs, 0)).show(ctx=ax, color='C1', label='generated', **kwargs)
+    ax.legend(fontsize=7, loc='upper right', markerscale=3)
+    return [ax]
+
+@dispatch
+def show_results(x:TensorNoise, y:TensorImage, samples, outs, ctxs=None, max_n=9, nrows=None, ncols=None, figsize=None, **kwargs):
+    n = min(len(samples), max_n)
+    if ctxs is None: ctxs = get_grid(2 * n, nrows=2, ncols=n, figsize=figsize or (1.3 * n, 3), title='real (top), generated (bottom)')
+    return ([s[1].show(ctx=c, **kwargs) for s, c in zip(samples, ctxs[:n])] +
+            [o[0].show(ctx=c, **kwargs) for o, c in zip(outs, ctxs[n:2 * n])])
+
+def _results_figure(x, y, samples, outs, max_n:int=9):
+    "The figure of `show_results` for a decoded batch: what the loggers below record."
+    if isinstance(y, TensorPoints2D):
+        fig = plt.figure(figsize=(3.3, 3.3), dpi=72); show_results(x, y, samples, outs, ctxs=[fig.add_subplot(111)])
+    else:
+        n = min(len(samples), max_n)
+        fig = plt.figure(figsize=(1.3 * n, 3), dpi=72)
+        show_results(x, y, samples, outs, ctxs=[fig.add_subplot(2, n, i + 1) for i in range(2 * n)], max_n=n)
+    return fig
+
+# fastai's loggers dispatch on the decoded types, by function name (plum): these need neither tensorboard nor wandb here
+@dispatch
+def tensorboard_log(x:TensorNoise, y:TensorImage|TensorPoints2D, samples, outs, writer, step):
+    writer.add_figure('Sample results', _results_figure(x, y, samples, outs), step)
+
+@dispatch
+def wandb_process(x:TensorNoise, y:TensorImage|TensorPoints2D, samples, outs, preds):
+    import wandb
+    fig = _results_figure(x, y, samples, outs)
+    res = {'Prediction Samples': wandb.Image(fig)}
+    plt.close(fig)
+    return res

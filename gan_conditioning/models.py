@@ -6,6 +6,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/models.html.md"""
 
 # %% ../nbs/01_models.ipynb #1027cfb3
 from __future__ import annotations
+import sys
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
@@ -20,7 +21,8 @@ from .losses import ns_loss
 # %% auto #0
 __all__ = ['mlp_generator', 'mlp_critic', 'dcgan_generator', 'dcgan_critic', 'init_normal_', 'Maxout', 'pacgan_generator',
            'maxout_critic', 'unrolled_generator', 'unrolled_critic', 'resnet_generator', 'sn_resnet_critic',
-           'FrozenSteps', 'FrozenGradsCallback', 'gan_learner', 'gan_splitter', 'plot_samples']
+           'FrozenSteps', 'FrozenGradsCallback', 'every_parameter', 'LoggersCallback', 'gan_learner', 'gan_splitter',
+           'plot_samples']
 
 # %% ../nbs/01_models.ipynb #1d1b40b8
 def _mlp(n_in, n_out, width, depth, act):
@@ -190,6 +192,32 @@ class FrozenGradsCallback(Callback):
             if not p.requires_grad: p.grad = None
 
 # %% ../nbs/01_models.ipynb #d7921171
+def every_parameter(model): # a fastai `GANModule`
+    "One parameter group of both networks, frozen or not."
+    # fastai's default splitter, `trainable_params`, leaves out the frozen network's parameters: after a fit ends in a
+    # generator step, `learn.export()` rebuilds the optimizer without the critic's and fails to reload its state.
+    return list(model.parameters())
+
+def _wandb_config_fix():
+    "fastai 2.8's W&B logger fails on every plain number in its config (fastai issue #4173): read those as themselves."
+    W = sys.modules.get('fastai.callback.wandb')
+    if W is None or getattr(W, '_gc_config_fixed', False): return
+    try: W._format_config({'n': 1})
+    except TypeError:
+        init_args = W.init_args
+        def tolerant(o):
+            try: return init_args(o)
+            except TypeError: return {}   # a number, a string, a device: no constructor arguments to list
+        W.init_args = tolerant
+    W._gc_config_fixed = True
+
+class LoggersCallback(Callback):
+    "fastai's loggers on a GAN: the model is traced as the generator (a batch's input is the latent); W&B's config is read."
+    order = 10   # after fastai's GANTrainer puts the model in critic mode, before loggers (order 51) trace it
+    def before_fit(self):
+        _wandb_config_fix()
+        self.learn.model.switch(gen_mode=True)   # GANTrainer.before_epoch sets the training's mode before any step
+
 def gan_learner(dls, # `DataLoaders` of (noise, real), e.g. from `gan_dls`
                 generator:nn.Module, critic:nn.Module,
                 loss=None, # `(gen_loss_func, crit_loss_func)`; default `ns_loss()`
@@ -201,9 +229,10 @@ def gan_learner(dls, # `DataLoaders` of (noise, real), e.g. from `gan_dls`
     "A fastai `GANLearner` with GAN-paper defaults whose frozen network never moves."
     gen_loss, crit_loss = ns_loss() if loss is None else loss
     opt_func = partial(Adam, mom=beta1, sqr_mom=beta2, eps=1e-8, wd=wd)
+    kwargs.setdefault('splitter', every_parameter)   # not fastai's `trainable_params`: see `every_parameter`
     return GANLearner(dls, generator, critic, gen_loss, crit_loss, switcher=FixedGANSwitcher(n_crit=n_crit),
                       switch_eval=switch_eval, show_img=False, opt_func=opt_func,
-                      cbs=L(cbs) + [FrozenGradsCallback()], metrics=metrics, **kwargs)
+                      cbs=L(cbs) + [FrozenGradsCallback(), LoggersCallback()], metrics=metrics, **kwargs)
 
 # %% ../nbs/01_models.ipynb #281a30ce
 def gan_splitter(model): # a fastai `GANModule`

@@ -22,6 +22,7 @@ from .conditioning import ConditionNumberCallback
 from .clamping import JacobianClampCallback
 from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist_stats, mnist_scores,
                                       mnist_classifier, feature_stats, classifier_outputs, InceptionFeatures, score_from_probs, features_frechet)
+from .manifold import manifold_metric
 from .packing import PackingCallback
 from .spectral import SpectralMonitorCallback
 from .regularization import SpectralRegularizationCallback
@@ -82,7 +83,11 @@ def sn_point_critic(n_in:int=2, # data dimension
 # The builders are module-level functions and `partial`s, not lambdas, so that a `StudyData` can be
 # pickled to the worker processes of a parallel study (`run_study(jobs=...)`).
 def _point_critic(sn, pack=1): return sn_point_critic(pack=pack) if sn else mlp_critic(pack=pack)
-def _mode_metric(centers, std): return lambda x: mode_stats(x, centers(), std)._asdict()
+def _mode_metric(centers, std, real=None):
+    "Modes, hq and reverse KL (`mode_stats`), with precision, recall, density and coverage against `real()` points."
+    manifold = manifold_metric(real()) if real is not None else None
+    return lambda x: {**mode_stats(x, centers(), std)._asdict(), **(manifold(x) if manifold else {})}
+_MANIFOLD = ('precision', 'recall', 'density', 'coverage')
 def _digits(): return load_mnist(download=False, verbose=False)
 def _digit_images(): return _digits().images
 def _stacked_images(n=50_000): return stacked_mnist(n, _digits(), seed=0)[0]
@@ -94,13 +99,15 @@ def _without_sn(build, name, sn, pack=1):
 
 def _points(name, data, centers, std):
     return StudyData(name, partial(data, 20_000, seed=0), nz=2, bs=120, lr=5e-4, epochs=25,
-                     generator=partial(mlp_generator, nz=2), critic=_point_critic, metric=partial(_mode_metric, centers, std),
-                     columns=('modes', 'hq', 'rkl'), score='hq', n_eval=2_500, n_curve=2_500, schedule='flat_cos')
+                     generator=partial(mlp_generator, nz=2), critic=_point_critic, metric=partial(_mode_metric, centers, std, partial(data, 2_500, seed=1)),
+                     columns=('modes', 'hq', 'rkl', *_MANIFOLD), score='hq', n_eval=2_500, n_curve=2_500, schedule='flat_cos')
 
 def _mnist_metric():
+    "Odena et al.'s scores, with precision, recall, density and coverage in the classifier's feature space."
     clf = mnist_classifier()
-    real = feature_stats(classifier_outputs(_digit_images(), clf)[0])
-    return lambda x: mnist_scores(x, real, clf)
+    feats = classifier_outputs(_digit_images(), clf)[0]
+    real, manifold = feature_stats(feats), manifold_metric(feats)
+    return lambda x: {**mnist_scores(x, real, clf), **manifold(classifier_outputs(x, clf)[0])}
 
 def _stacked_metric():
     clf = mnist_classifier()
@@ -111,7 +118,7 @@ _DATASETS = {
     'grid': _points('grid', grid_data, grid_centers, 0.05),
     'mnist': StudyData('mnist', _digit_images, nz=64, bs=64, lr=1e-3, epochs=8,
                        generator=partial(dcgan_generator, nz=64, width=32), critic=partial(_dcgan_critic, width=32),
-                       metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class'), score='cls_score',
+                       metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class', *_MANIFOLD), score='cls_score',
                        n_eval=5_000, n_curve=2_500),
     'stacked_mnist': StudyData('stacked_mnist', _stacked_images, nz=64, bs=64, lr=2e-4, epochs=4,
                                generator=partial(dcgan_generator, nz=64, n_channels=3, width=32),
@@ -185,7 +192,7 @@ def _pacgan_points(name, data, centers, std):
     "PacGAN's 2-D protocol: fjxmlzn/PacGAN, synthetic_data_experiments/2DRing_GAN&PacGAN/config.py."
     return StudyData(name, partial(data, 100_000, seed=0), nz=2, bs=100, lr=1e-4, epochs=None, steps=400_000,
                      generator=pacgan_generator, critic=partial(_without_sn, maxout_critic, name),
-                     metric=partial(_mode_metric, centers, std), columns=('modes', 'hq', 'rkl'), score='modes',
+                     metric=partial(_mode_metric, centers, std, partial(data, 2_500, seed=1)), columns=('modes', 'hq', 'rkl', *_MANIFOLD), score='modes',
                      n_eval=2_500, n_curve=2_500, betas=(0.8, 0.999), packs=True)
 
 def _unrolled_stacked(name, channels):
@@ -202,7 +209,7 @@ def _odena_mnist():
     return StudyData('odena-mnist', _digit_images, nz=64, bs=64, lr=2e-4, epochs=None, steps=8_000,
                      generator=partial(_init_normal, dcgan_generator, nz=64, width=16),
                      critic=partial(_init_normal, _dcgan_critic, width=16),
-                     metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class'), score='cls_score',
+                     metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class', *_MANIFOLD), score='cls_score',
                      n_eval=5_000, n_curve=1_000, betas=(0.5, 0.999))
 
 def _odena_wgan_gp():
@@ -321,7 +328,7 @@ def study_learner(data:StudyData|str, # a dataset of the study, or its name
     dls = gan_dls(real, nz=data.nz, bs=data.batch_size(v['pack']), device=device)
     crit_steps = max(1, len(dls.train) * v['n_crit'] // (v['n_crit'] + 1))   # critic steps per epoch
     off = 10**9 if every else None   # measured by the clock instead of per epoch
-    measure = [ConditionNumberCallback(n_z=64, seed=seed, every=off or 1), SampleMetricsCallback(metric, (), data.n_curve, seed=seed, every=off or 1),
+    measure = [ConditionNumberCallback(n_z=64, seed=seed, every=off or 1), SampleMetricsCallback(metric, data.columns, data.n_curve, seed=seed, every=off or 1),
                SpectralMonitorCallback(every=off or crit_steps, warn_drop=None)]
     clock = StepClock(measure, every, steps, flat_cos=data.schedule == 'flat_cos')
     extra = [f() for f in v['cbs']] + measure + [clock, StopOnNaNCallback()] + list(cbs() if cbs else [])
@@ -350,6 +357,7 @@ def train_run(data:StudyData|str, variant:str, seed:int, # as `study_learner`
                sv_collapse=mon.history[-1]['sv_collapse'] if mon.history else math.nan, minutes=(time.time() - start) / 60, message=message)
     if status == 'ok' and is_main_process():   # measurements are rank 0's under torchrun
         z = torch.randn(data.n_eval, data.nz, generator=torch.Generator().manual_seed(10_000 + seed))
-        try: res.update({k: float(x) for k, x in metric(generate(learn.model.generator, z, 1_000)).items()})
+        learn.eval_samples = generate(learn.model.generator, z, 1_000)   # kept for a study's run file when small (2-D points)
+        try: res.update({k: float(x) for k, x in metric(learn.eval_samples).items()})
         except ValueError as e: res.update(status='diverged', message=str(e))  # e.g. NaN samples
     return res, (_curves(cn, sm, mon, clock) if cn.history else pd.DataFrame()), learn   # no history: not rank 0

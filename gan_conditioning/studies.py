@@ -6,7 +6,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/studies.html.md"""
 
 # %% ../nbs/11_studies.ipynb #e133b706
 from __future__ import annotations
-import io, os, re, sys, json, time, math, pickle, signal, warnings
+import io, os, re, sys, json, time, math, base64, pickle, shutil, signal, tempfile, warnings
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, BrokenExecutor, as_completed
 from contextlib import contextmanager, nullcontext, closing
@@ -23,6 +23,7 @@ from fastai.torch_core import default_device, to_device, num_distrib
 from fastprogress.fastprogress import progress_bar
 from .protocols import StudyData, study_data, parse_variant, train_run
 from .distributed import is_main_process
+from .clamping import _console
 
 # %% auto #0
 __all__ = ['study_dir', 'StudyError', 'cached', 'checkpoint_state', 'save_checkpoint', 'load_checkpoint', 'Study', 'run_study',
@@ -106,6 +107,12 @@ class Study:
         path = _run_file(self.out, variant, seed).with_suffix('.pth')
         if not path.exists(): raise StudyError(f"no checkpoint at {path}: train the study with checkpoints=True to keep its networks")
         return torch.load(path, weights_only=True)
+    def samples(self, variant:str, seed:int):
+        "One run's final evaluation samples, as scored for `runs` (kept for studies of 2-D points): score them with any new metric."
+        path = _run_file(self.out, variant, seed)
+        run = _read_run(path) if path.exists() else {}
+        if 'samples' not in run: raise StudyError(f"{path} holds no samples: only runs of small samples (2-D points) trained since they were kept have them")
+        return _decode(run['samples'])
     def generator(self, variant:str, seed:int):
         "One run's trained generator, rebuilt from its checkpoint, in inference mode."
         G, model = self.data.generator(), self.checkpoint(variant, seed)['model']
@@ -115,16 +122,17 @@ class Study:
 
 def _run_file(folder, variant, seed): return folder / 'runs' / f"{variant}-seed{seed}.json"
 
-def _read_run(path, settings):
+def _read_run(path, settings=None): # None: any settings
     try: run = json.loads(path.read_text())
     except Exception as e: raise _unreadable(path, e) from e
-    if run.get('settings') != settings:
+    if settings is not None and run.get('settings') != settings:
         raise StudyError(f"{path} was trained with settings {run.get('settings')}, not the requested {settings}. "
                          "Write this study to another output folder (`out`), or delete the old runs.")
     return run
 
-def _tables(runs):
+def _tables(runs, columns=()): # `columns`: scores every table has, NaN in runs trained before they existed
     res = pd.DataFrame([r['result'] for r in runs])
+    res = res.assign(**{c: math.nan for c in columns if c not in res})
     curves = [pd.DataFrame(r['curves']).assign(variant=r['result']['variant'], seed=r['result']['seed']) for r in runs]
     return res, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
 
@@ -158,6 +166,9 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
               steps:int|None=None, # length in generator steps, instead of `epochs`
               every:int|None=None): # measure every `every` generator steps (default: after every epoch, or 20 times)
     "Train every variant for every seed, saving each run as it finishes; reruns skip finished runs. Returns a `Study`."
+    if _spawned_worker_reimporting():   # this is a worker re-running an unguarded script: tell the parent, say nothing else
+        if f := os.environ.get(_UNGUARDED): Path(f).write_text(getattr(sys.modules.get('__mp_main__'), '__file__', 'the script'))
+        os._exit(1)
     _check_args(seeds, epochs, steps, every, lr, jobs, device)
     data = study_data(dataset)
     variants, seeds = list(variants), (list(range(seeds)) if isinstance(seeds, int) else list(seeds))
@@ -169,6 +180,7 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
                 **(dict(every=every) if every else {})}
     folder, todo = Path(out) / data.name, [(s, v) for s in seeds for v in variants]   # seed by seed
     done = {(s, v): _read_run(p, settings) for s, v in todo if (p := _run_file(folder, v, s)).exists()}
+    _backfill(done.values(), data)
     missing, main = [k for k in todo if k not in done], is_main_process()   # under torchrun every process trains, rank 0 writes
     jobs = 1 if num_distrib() > 1 else min(jobs or default_jobs(device), max(1, len(missing)))   # torchrun: runs use every process
     if jobs > 1 and executor is None: _check_sendable('the dataset', data); _check_sendable('cbs', cbs)
@@ -183,10 +195,10 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
             if ckpt is not None: _atomic_write(_run_file(folder, v, s).with_suffix('.pth'), lambda tmp: tmp.write_bytes(ckpt))
             _atomic_write(_run_file(folder, v, s), lambda tmp: tmp.write_text(json.dumps(run)))
             done[s, v] = run
-            runs, curves = _tables([done[k] for k in todo if k in done])
+            runs, curves = _tables([done[k] for k in todo if k in done], data.columns)
             runs.to_csv(folder / 'results.csv', index=False); curves.to_csv(folder / 'curves.csv', index=False)
     if not main: return None
-    runs, curves = _tables([done[k] for k in todo])
+    runs, curves = _tables([done[k] for k in todo], data.columns)
     folder.mkdir(parents=True, exist_ok=True)
     runs.to_csv(folder / 'results.csv', index=False); curves.to_csv(folder / 'curves.csv', index=False)
     return Study(data, runs, curves, folder)
@@ -207,13 +219,27 @@ def _checkpoint_bytes(learn):
     buf = io.BytesIO(); torch.save(checkpoint_state(learn), buf)
     return buf.getvalue()
 
+_MAX_KEPT = 20_000   # numbers: a 2-D study's 2,500 final points are kept in its run file (20 kB), an image study's are not
+
+def _encode(x:torch.Tensor): return dict(shape=list(x.shape), float32=base64.b64encode(x.float().numpy().tobytes()).decode())
+def _decode(d): return torch.from_numpy(np.frombuffer(base64.b64decode(d['float32']), dtype=np.float32).reshape(d['shape']).copy())
+
+def _backfill(runs, data):
+    "Scores that the dataset gained after these runs were trained (e.g. precision and recall), read from their kept samples."
+    stale = [r for r in runs if r['result'].get('status') == 'ok' and 'samples' in r and any(c not in r['result'] for c in data.columns)]
+    if not stale: return
+    metric = _prepared(data)[1]
+    for r in stale: r['result'].update({k: float(v) for k, v in metric(_decode(r['samples'])).items() if k not in r['result']})
+
 def _job(data, variant, seed, settings, device=None, cbs=None, checkpoint=True):
     "Train one run wherever it is sent (this process, a local worker, a cluster's); return its record and its checkpoint's bytes."
     real, metric = _prepared(data)
     res, curves, learn = train_run(data, variant, seed, settings.get('epochs'), settings['lr'], real, metric, device, cbs,
                                    settings.get('steps'), settings.get('every'))
-    main = is_main_process()
-    return dict(settings=settings, result=res, curves=curves.to_dict('list')), (_checkpoint_bytes(learn) if checkpoint and main else None)
+    main, x = is_main_process(), getattr(learn, 'eval_samples', None)
+    run = dict(settings=settings, result=res, curves=curves.to_dict('list'))
+    if x is not None and x.numel() <= _MAX_KEPT: run['samples'] = _encode(x)   # so that a later metric can score them
+    return run, (_checkpoint_bytes(learn) if checkpoint and main else None)
 
 def _worker_init(threads):
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is for the main process, which stops the workers
@@ -237,16 +263,41 @@ def _library():
     from gan_conditioning import studies
     return studies
 
+_UNGUARDED = 'GC_STUDY_UNGUARDED'   # a file a spawned worker writes when the script it re-imports calls `run_study` unguarded
+_GUARD_HELP = ("put the call under `if __name__ == '__main__':` (spawned workers re-import the script, and an unguarded call "
+               "would start a study in each of them), or pass jobs=1 to train in this process")
+
+def _spawned_worker_reimporting():
+    "True in a spawned worker while it re-imports its parent's `__main__`: a script that called `run_study` at its top level."
+    return bool(getattr(mp.current_process(), '_inheriting', False))
+
+def _check_main_reimportable(jobs):
+    "Spawned workers re-run the caller's script by its path: a script piped to `python -` has none."
+    main = sys.modules.get('__main__')
+    path = getattr(main, '__file__', None)
+    if path and getattr(main, '__spec__', None) is None and not Path(path).exists():
+        raise StudyError(f"run_study(jobs={jobs}) starts worker processes that re-import the calling script, and {path} "
+                         f"is not a file they can read: save the script to a file and {_GUARD_HELP}")
+
 @contextmanager
 def _local_pool(jobs):
     "`jobs` spawned worker processes that together use every core once; on any exception (Ctrl-C) they are killed."
+    _check_main_reimportable(jobs)
+    marker = Path(tempfile.mkdtemp(prefix='gc-study-')) / 'unguarded'
+    old, os.environ[_UNGUARDED] = os.environ.get(_UNGUARDED), str(marker)   # inherited by the workers as they spawn
     ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'), initializer=_library()._worker_init,
                              initargs=(max(1, (os.cpu_count() or 1) // jobs),))
     try: yield ex
     except BaseException:
         for p in list((getattr(ex, '_processes', None) or {}).values()): p.terminate()   # only unfinished runs are lost
-        ex.shutdown(wait=False, cancel_futures=True); raise
-    ex.shutdown()
+        ex.shutdown(wait=False, cancel_futures=True)
+        if marker.exists(): raise StudyError(f"run_study(jobs={jobs}) was called at the top level of {marker.read_text()}: {_GUARD_HELP}") from None
+        raise
+    else: ex.shutdown()
+    finally:
+        if old is None: os.environ.pop(_UNGUARDED, None)
+        else: os.environ[_UNGUARDED] = old
+        shutil.rmtree(marker.parent, ignore_errors=True)
 
 def _finished(jobs, executor, keys, args):
     "Yield `(key, (run, checkpoint))` as runs finish: one by one here, in `jobs` local workers, or on `executor`."
@@ -309,9 +360,9 @@ def plot_study(study:Study, # from `run_study`
     for ax, col in zip(axs, ('log_kappa', score)): _curve_lines(ax, study.curves, col, colors, bands, x)
     axs[0].set_ylabel(r'mean $\log\kappa(M_z)$'); axs[1].set_ylabel(score)
     for ax in axs[:2]: ax.set_xlabel('generator step' if x == 'step' else 'training iteration')
-    ok = study.runs[study.runs.status == 'ok']
+    ok = study.runs[(study.runs.status == 'ok') & study.runs['log_kappa'].notna() & study.runs[score].notna()]   # a collapsed run may have no score
     for v, r in ok.groupby('variant', sort=False): axs[2].scatter(r['log_kappa'], r[score], color=colors[v], label=v, s=12)
-    if len(ok) > 2:
+    if len(ok) > 2 and ok['log_kappa'].nunique() > 1 and ok[score].nunique() > 1:
         rho, p = stats.spearmanr(ok['log_kappa'], ok[score])
         axs[2].set_title(f"across {len(ok)} runs: Spearman ρ = {rho:.2f} (p = {p:.2g})", fontsize=9)
     axs[2].set_xlabel(r'final mean $\log\kappa$'); axs[2].set_ylabel(f'final {score}'); axs[2].legend(fontsize=7)
@@ -323,9 +374,11 @@ def plot_study(study:Study, # from `run_study`
 def _mean_diff(x, y, axis=-1): return x.mean(axis) - y.mean(axis)
 def _var_ratio(x, y, axis=-1): return x.var(axis, ddof=1) / y.var(axis, ddof=1)
 
+_MIN_SPREAD = 3   # runs an arm needs for an interval or a variance test: at n = 2 both deviations from the median are equal
+
 def _interval(samples, statistic, n_resamples, rng):
-    "A 95% bootstrap interval of `statistic`; NaN where too few runs, the point itself where every resample agrees."
-    if min(map(len, samples)) < 2: return math.nan, math.nan
+    "A 95% bootstrap interval of `statistic`; NaN below 3 runs (two runs have one resample spread), the point itself where every resample agrees."
+    if min(map(len, samples)) < _MIN_SPREAD: return math.nan, math.nan
     if all(np.ptp(s) == 0 for s in samples):   # every resample is the same: the point itself (NaN for 0/0)
         with np.errstate(all='ignore'): return (float(statistic(*samples)),) * 2
     with np.errstate(all='ignore'), warnings.catch_warnings():
@@ -335,7 +388,7 @@ def _interval(samples, statistic, n_resamples, rng):
 
 def _ratio_interval(x, b, n_resamples, rng):
     "A 95% percentile bootstrap interval of var(x)/var(b), each sample resampled on its own; resamples where both have no spread (0/0) say nothing and are left out, and one where only `b` has none counts as ∞."
-    if min(len(x), len(b)) < 2: return math.nan, math.nan
+    if min(len(x), len(b)) < _MIN_SPREAD: return math.nan, math.nan
     draw = lambda s: s[rng.integers(0, len(s), (n_resamples, len(s)))]
     with np.errstate(all='ignore'): r = _var_ratio(draw(x), draw(b))
     r = r[~np.isnan(r)]
@@ -343,27 +396,39 @@ def _ratio_interval(x, b, n_resamples, rng):
     lo, hi = np.quantile(r, [0.025, 0.975], method='inverted_cdf')   # no interpolation, so an ∞ stays ∞
     return float(lo), float(hi)
 
+def _left_out(runs, score):
+    "A note for each variant with runs missing from `n`: diverged, or finished without a score (a collapsed run has no reverse KL)."
+    notes = {}
+    for v, r in runs.groupby('variant', sort=False):
+        div, nan = (r.status != 'ok').sum(), ((r.status == 'ok') & r[score].isna()).sum()
+        if div or nan: notes[v] = ', '.join([f"{div} diverged"] * bool(div) + [f"{nan} without {score}"] * bool(nan)) + f" (of {len(r)} runs)"
+    return notes
+
 def _compare_one(runs, score, baseline, n_resamples, seed):
+    if score not in runs: raise ValueError(f"no score {score!r} in the runs; pass one of {[c for c in runs.select_dtypes('number') if c not in ('seed', 'epochs', 'steps', 'lr', 'minutes')]}")
+    if baseline not in set(runs.variant): raise ValueError(f"no '{baseline}' runs to compare with; pass baseline= one of {list(runs.variant.unique())}")
     ok = runs[(runs.status == 'ok') & runs[score].notna()]
     groups = {v: ok.loc[ok.variant == v, score].to_numpy(float) for v in runs.variant.unique()}
-    if baseline not in groups or len(groups[baseline]) == 0: raise ValueError(f"no finished '{baseline}' runs to compare with; pass baseline= one of {list(groups)}")
-    b, rows = groups[baseline], []
+    b, rows, notes = groups[baseline], [], _left_out(runs, score)
     for v, x in groups.items():
         rng = np.random.default_rng(seed)
         n, row = len(x), dict(variant=v, n=len(x))
         row.update(mean=x.mean() if n else math.nan, se=x.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan)
         row['ci_low'], row['ci_high'] = _interval((x,), np.mean, n_resamples, rng)
-        if v != baseline and n:
+        if v != baseline and n and len(b):   # an arm (or a baseline) whose every run has no score is compared with nothing
             row['diff'] = x.mean() - b.mean()
             if min(n, len(b)) > 1: row['p'] = stats.permutation_test((x, b), _mean_diff, n_resamples=n_resamples, rng=rng, vectorized=True).pvalue
             if n > 1 and len(b) > 1:
                 vx, vb = x.var(ddof=1), b.var(ddof=1)
                 row['var_ratio'] = vx / vb if vb > 0 else math.inf if vx > 0 else math.nan   # 0/0: no spread to compare
                 row['vr_low'], row['vr_high'] = _ratio_interval(x, b, n_resamples, rng)
-                with warnings.catch_warnings(): warnings.simplefilter('ignore'); row['p_var'] = stats.levene(x, b, center='median').pvalue
+                if min(n, len(b)) >= _MIN_SPREAD:
+                    with warnings.catch_warnings(): warnings.simplefilter('ignore'); row['p_var'] = stats.levene(x, b, center='median').pvalue
         rows.append(row)
     cols = ['n', 'mean', 'se', 'ci_low', 'ci_high', 'diff', 'p', 'var_ratio', 'vr_low', 'vr_high', 'p_var']
-    return pd.DataFrame(rows).set_index('variant').reindex(columns=cols)
+    t = pd.DataFrame(rows).set_index('variant').reindex(columns=cols)
+    if notes: t['note'] = pd.Series(notes).reindex(t.index).fillna('')   # only when some run was left out
+    return t
 
 def compare_variants(study:Study|pd.DataFrame, # a `Study`, or its `runs` table
                      score:str|list|None=None, # the score(s) to compare (default: the dataset's score)
@@ -374,7 +439,8 @@ def compare_variants(study:Study|pd.DataFrame, # a `Study`, or its `runs` table
     runs = study.runs if isinstance(study, Study) else study
     score = score or study.data.score
     if isinstance(score, str): return _compare_one(runs, score, baseline, n_resamples, seed)
-    return pd.concat({s: _compare_one(runs, s, baseline, n_resamples, seed) for s in score}, names=['score'])
+    t = pd.concat({s: _compare_one(runs, s, baseline, n_resamples, seed) for s in score}, names=['score'])
+    return t.assign(note=t.note.fillna('')) if 'note' in t else t
 
 # %% ../nbs/11_studies.ipynb #fb1f610d
 def _compare_text(study):
@@ -382,6 +448,24 @@ def _compare_text(study):
     if study.runs.variant.nunique() < 2 or 'baseline' not in set(study.runs.variant): return ''
     t = compare_variants(study, list(study.data.columns), n_resamples=4_999)
     return t.to_string(float_format=lambda x: f"{x:.3g}", na_rep='—')
+
+def _seeds_needed(study, jobs:int=1):
+    "For each variant, the seeds an arm that would make the difference in the score seen here sure, and what they cost."
+    score, runs = study.data.score, study.runs
+    ok = runs[(runs.status == 'ok') & runs[score].notna()]
+    b, lines = ok.loc[ok.variant == 'baseline', score], []
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)   # two-sided α = 0.05 at 80% power (normal approximation)
+    for v, x in ok.groupby('variant', sort=False)[score]:
+        if v == 'baseline' or min(len(x), len(b)) < 2: continue
+        diff, sd = x.mean() - b.mean(), math.sqrt((x.var(ddof=1) + b.var(ddof=1)) / 2)
+        if diff == 0 or sd == 0: continue
+        n = max(4, math.ceil(2 * (z * sd / abs(diff)) ** 2))   # 4 + 4 is the least that can reach p < 0.05
+        hours = n * 2 * ok.minutes.mean() / max(1, jobs) / 60
+        lines.append(f"  {v}: {score} {diff:+.3g} against the baseline needs about {n} seeds an arm ({hours:.1f} h here at --jobs {jobs})")
+    if not lines: return ''
+    return (f"\nWith {ok.groupby('variant').size().min()} seeds an arm the smallest two-sided permutation p is "
+            f"{2 / math.comb(2 * len(b), len(b)):.2g}. If the differences seen here were real, a claim at p < 0.05 (80% power) would need:\n"
+            + '\n'.join(lines))
 
 @call_parse
 def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) or a paper's preset (pacgan-ring, stacked-mnist-d4, odena-mnist, srgan-cifar-c32-b8, ...)
@@ -394,7 +478,7 @@ def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) 
              jobs:int=0, # runs trained at once, in worker processes; 0: one per CPU core (4 on a GPU)
              out:str='gc_study', # results go to OUT/DATASET/
              device:str=None, # e.g. cpu or cuda:0; default: a GPU if there is one
-             checkpoints:bool=True): # save each finished run's checkpoint (.pth) next to its results; --no-checkpoints: don't
+             checkpoints:bool=True): # save each finished run's checkpoint (.pth) next to its results; --no-checkpoints: save only the results and curves, no checkpoints
     "Train GAN variants for several seeds; print mean ± std per variant and how sure the differences are; save tables and a figure."
     names = [v.strip() for v in variants.split(',') if v.strip()]
     try:
@@ -416,7 +500,11 @@ def gc_study(dataset:str='ring', # a dataset (ring, grid, mnist, stacked_mnist) 
         if cmp := _compare_text(study):
             print(f"\nHow sure: mean ± SE with a 95% bootstrap interval; the difference to the baseline with a two-sided permutation p;\n"
                   f"the variance ratio to the baseline with a 95% bootstrap interval and the Brown–Forsythe p.\n{cmp}")
+            if need := _seeds_needed(study, jobs or default_jobs(device)): print(need)
     fig = study.plot(); fig.savefig(study.out / 'study.png')
     plt.close(fig)
     print(f"\nper-run results: {study.out / 'results.csv'}\ncurves: {study.out / 'curves.csv'}\nfigure: {study.out / 'study.png'}")
     return study
+
+def _gc_study_main(): _console(gc_study)   # the `gc-study` console script
+

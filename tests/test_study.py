@@ -100,6 +100,27 @@ def test_dead_worker_is_a_clear_error(tmp_path):
     with pytest.raises(StudyError, match='a worker process stopped abruptly.*run the same study again'):
         run_study('ring', ['baseline'], seeds=2, epochs=1, jobs=2, out=tmp_path, cbs=_dying_worker_cbs, progress=False)
 
+_UNGUARDED = """
+from gan_conditioning.studies import run_study
+print('the script ran')
+run_study('ring', ['baseline'], seeds=2, steps=10, jobs=2, out={out!r}, progress=False, checkpoints=False)
+"""
+
+@pytest.mark.parametrize('how', ['script', 'stdin'])
+def test_parallel_study_without_main_guard_says_what_to_do(tmp_path, how):
+    "jobs=2 from a script without the main guard, or from `python -`: one StudyError naming the guard and jobs=1, no worker tracebacks, nothing trained."
+    code = _UNGUARDED.format(out=str(tmp_path / 'out'))
+    if how == 'script':
+        (tmp_path / 'study.py').write_text(code)
+        r = subprocess.run([sys.executable, str(tmp_path / 'study.py')], env=_env(), capture_output=True, text=True, timeout=300)
+    else: r = subprocess.run([sys.executable, '-'], input=code, env=_env(), capture_output=True, text=True, timeout=300)
+    err = r.stderr
+    assert r.returncode != 0 and "StudyError" in err and "if __name__ == '__main__':" in err and 'jobs=1' in err, err
+    assert err.count('Traceback') == 1 and 'BrokenProcessPool' not in err and 'run the same study again' not in err, err
+    if how == 'script': assert 'called at the top level of' in err and str(tmp_path / 'study.py') in err, err
+    else: assert 'is not a file they can read' in err, err
+    assert not list((tmp_path / 'out').rglob('*.json'))
+
 def _free_port():
     import socket
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
@@ -126,3 +147,11 @@ def test_missing_cifar_is_one_line(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and f"CIFAR-10 is not in {tmp_path / 'no-cifar'}/cifar-10-batches-py" in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+@pytest.mark.parametrize('cmd,switch,says', [('gc-study', '--no-checkpoints', 'save only the results and curves, no checkpoints'),
+                                             ('gc-demo', '--no-jc', 'train without Jacobian Clamping (the baseline)')])
+def test_switch_help_says_what_the_switch_does(cmd, switch, says):
+    exe = shutil.which(cmd) or str(Path(sys.executable).with_name(cmd))
+    out = subprocess.run([exe, '--help'], env={**_env(), 'COLUMNS': '200'}, capture_output=True, text=True, timeout=120).stdout
+    line = next(l for l in out.splitlines() if l.strip().startswith(switch))
+    assert line.split(switch, 1)[1].strip() == says, line
