@@ -59,8 +59,9 @@ def _prdc(real, fake, k_pr, k_dc, budget, real_radii=None, with_recall=True): # 
     recall, coverage, r = [], [], _rows(len(fake), budget)
     for i in range(0, len(real), r):   # one pass over the real-fake distances, a block of real rows at a time
         D = torch.cdist(real[i:i + r], fake)
-        in_pr |= (D < r_pr[i:i + r, None]).any(0)
-        in_dc += (D < r_dc[i:i + r, None]).sum(0)
+        inside = D < r_pr[i:i + r, None]
+        in_pr |= inside.any(0)
+        in_dc += (inside if k_dc == k_pr else D < r_dc[i:i + r, None]).sum(0)   # the wrappers ask for one k: one comparison
         if r_fake is not None: recall.append((D < r_fake[None]).any(1))
         coverage.append(D.min(1).values < r_dc[i:i + r])
     return ManifoldScores(in_pr.double().mean().item(), torch.cat(recall).double().mean().item() if r_fake is not None else float('nan'),

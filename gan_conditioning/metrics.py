@@ -294,11 +294,12 @@ def classifier_frechet(images:torch.Tensor, # generated digits `(N, 1, 28, 28)` 
 
 def mnist_scores(images:torch.Tensor, # generated digits `(N, 1, 28, 28)` in [-1, 1]
                  real:torch.Tensor|GaussianStats, # real digits, or the `feature_stats` of their classifier features
-                 classifier:nn.Module|None=None, splits:int=10, batch_size:int=1000, progress:bool=False):
+                 classifier:nn.Module|None=None, splits:int=10, batch_size:int=1000, progress:bool=False,
+                 outputs:tuple|None=None): # `classifier_outputs(images, classifier)` when the caller has them already
     "Classifier Score, MNIST Fréchet distance and the size of the least-sampled class (Odena et al. 2018, §3)."
     clf = classifier if classifier is not None else mnist_classifier()
     if not isinstance(real, GaussianStats): real = feature_stats(classifier_outputs(real, clf, batch_size)[0])
-    feats, logits = classifier_outputs(images, clf, batch_size, progress)
+    feats, logits = outputs if outputs is not None else classifier_outputs(images, clf, batch_size, progress)
     counts = torch.bincount(logits.argmax(1), minlength=10)
     return dict(cls_score=score_from_probs(logits.softmax(1), splits).mean, frechet=features_frechet(feats, real),
                 min_class=int(counts.min()))

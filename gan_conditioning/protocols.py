@@ -107,7 +107,10 @@ def _mnist_metric():
     clf = mnist_classifier()
     feats = classifier_outputs(_digit_images(), clf)[0]
     real, manifold = feature_stats(feats), manifold_metric(feats)
-    return lambda x: {**mnist_scores(x, real, clf), **manifold(classifier_outputs(x, clf)[0])}
+    def metric(x):
+        out = classifier_outputs(x, clf)   # one classifier pass for both: features and logits
+        return {**mnist_scores(x, real, clf, outputs=out), **manifold(out[0])}
+    return metric
 
 def _stacked_metric():
     clf = mnist_classifier()
