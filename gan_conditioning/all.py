@@ -8,9 +8,10 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #15620961
-from . import data, models, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, studies, distributed
+from . import data, models, conditional, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, studies, distributed
 from .data import *
 from .models import *
+from .conditional import *
 from .geometry import *
 from .conditioning import *
 from .clamping import *

@@ -14,7 +14,7 @@ from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.vision.gan import GANTrainer
-from .geometry import eval_mode
+from .geometry import eval_mode, as_conds
 from .conditioning import *
 
 # %% auto #0
@@ -46,10 +46,11 @@ def _check_bounds(lambda_min, lambda_max, eps):
 def jacobian_clamp_penalty(G:nn.Module, # generator
                            z:torch.Tensor, # latents `(B, nz)`
                            eps:float=1., # norm of the perturbation δ
-                           lambda_min:float=1., lambda_max:float=20.):
-    "Algorithm 1 of Odena et al.: `(penalty, Q)` from one forward of `G` on `cat(z, z')`."
+                           lambda_min:float=1., lambda_max:float=20.,
+                           cond:torch.Tensor|tuple|None=None): # the generator's conditions (e.g. labels `(B,)`): the same for z and z'
+    "Algorithm 1 of Odena et al.: `(penalty, Q)` from one forward of `G` on `cat(z, z')` (with each latent's own conditions)."
     _check_bounds(lambda_min, lambda_max, eps)
-    x = G(torch.cat([z, perturb(z, eps)]))
+    x = G(torch.cat([z, perturb(z, eps)]), *[torch.cat([c, c]) for c in as_conds(cond)])
     Q = clamp_quotient(x[:len(z)], x[len(z):], eps)
     return clamp_penalty(Q, lambda_min, lambda_max), Q
 
@@ -74,9 +75,9 @@ class JacobianClampCallback(MeasureCallback):
     def before_batch(self):
         self._n = None
         if not (self.training and self.learn.gan_trainer.gen_mode): return
-        z = self.learn.xb[0]
+        z, *conds = self.learn.xb
         self._n = len(z)
-        self.learn.xb = (torch.cat([z, perturb(z, self.eps)]), *self.learn.xb[1:])
+        self.learn.xb = (torch.cat([z, perturb(z, self.eps)]), *[torch.cat([c, c]) for c in conds])   # z' = z + δ with the same y
     def after_pred(self):
         if self._n is None: return
         out = self.learn.pred
@@ -172,10 +173,11 @@ def clamp_find(self:Learner, n_epochs:int=1, # length of the recording run
 # %% ../nbs/04_jacobian_clamping.ipynb #8657c2c0
 def path_lengths(G:nn.Module, # generator
                  z:torch.Tensor, # latents `(B, ...)`
-                 create_graph:bool=False): # keep the graph, to differentiate the penalty
+                 create_graph:bool=False, # keep the graph, to differentiate the penalty
+                 cond:torch.Tensor|tuple|None=None): # the generator's conditions after `z`, held fixed
     "$\\lVert J_z^\\top y\\rVert$ per latent for one draw of $y \\sim N(0, I)/\\sqrt{HW}$, and $G(z)$ (Karras et al. 2020, §3.2, with $w = z$)."
     z = z.detach().requires_grad_(True)
-    x = G(z)
+    x = G(z, *as_conds(cond))
     y = torch.randn_like(x) / math.sqrt(x[0, 0].numel() if x.ndim > 2 else 1)
     g, = torch.autograd.grad((x * y).sum(), z, create_graph=create_graph)
     return g.flatten(1).norm(dim=1), x
@@ -194,9 +196,9 @@ class PathLengthCallback(MeasureCallback):
             raise ValueError(f"PathLengthCallback needs weight >= 0, 0 < decay <= 1, batch_shrink >= 1 and interval >= 1; got {weight}, {decay}, {batch_shrink}, {interval}")
         store_attr(); self.pl_mean, self.gen_steps = torch.zeros(()), 0   # the running mean persists across fits, as in StyleGAN2
     def _penalty(self):
-        z = self.learn.xb[0]
-        z = z[:max(1, len(z) // self.batch_shrink)]   # under JC the batch is [z; z']: these are z's
-        lengths, _ = path_lengths(self.learn.model.generator, z, create_graph=True)
+        z, *conds = self.learn.xb
+        k = max(1, len(z) // self.batch_shrink)   # under JC the batch is [z; z']: these are z's
+        lengths, _ = path_lengths(self.learn.model.generator, z[:k], create_graph=True, cond=[c[:k] for c in conds])
         a = self.pl_mean.to(lengths.device).lerp(lengths.detach().mean(), self.decay)
         self.pl_mean = a.detach()
         penalty = (lengths - a).square().mean()

@@ -14,31 +14,35 @@ from fastai.callback.core import Callback
 from fastai.metrics import ValueMetric
 from fastai.torch_core import rank_distrib, to_device
 from .geometry import *
+from .geometry import _legacy
+from .conditional import CondGANLoss
 
 # %% auto #0
 __all__ = ['log_condition_number', 'mean_metric_eigvals', 'plot_spectra', 'check_gan_learner', 'MeasureCallback', 'NaNGuard',
-           'latent_shape', 'ConditionNumberCallback']
+           'latent_shape', 'fixed_conditions', 'ConditionNumberCallback']
 
 # %% ../nbs/03_condition_number.ipynb #9e644a13
 def log_condition_number(G:nn.Module, # generator
                          z:torch.Tensor, # latents `(B, nz)`
+                         *conds:torch.Tensor, # conditions after `z` (e.g. class labels `(B,)`), held fixed
                          chunk_size:int|None=None): # see `jacobian`
     "$\\log\\kappa(M_z) = 2(\\log\\sigma_1 - \\log\\sigma_n)$ of each latent's metric tensor, shape `(B,)`."
-    s = torch.linalg.svdvals(jacobian(G, z, chunk_size).double())  # float64: σ_n of a badly conditioned J survives
+    s = torch.linalg.svdvals(jacobian(G, z, *conds, chunk_size=chunk_size).double())  # float64: σ_n of a badly conditioned J survives
     return (2 * (s[:, 0].log() - s[:, -1].log())).float()
 
 # %% ../nbs/03_condition_number.ipynb #d6d731d3
-def mean_metric_eigvals(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
+def mean_metric_eigvals(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor, chunk_size:int|None=None):
     "Eigenvalues (descending) of the batch-mean metric tensor $\\frac1B\\sum_b J_{z_b}^\\top J_{z_b}$, shape `(nz,)`."
-    J = jacobian(G, z, chunk_size).double()
+    J = jacobian(G, z, *conds, chunk_size=chunk_size).double()
     return torch.linalg.eigvalsh((J.transpose(1, 2) @ J).mean(0)).flip(0).float()
 
-def plot_spectra(G:nn.Module, z:torch.Tensor, ax=None, chunk_size:int|None=None):
+def plot_spectra(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor, ax=None, chunk_size:int|None=None):
     "Per-$z$ eigenvalue spectra of $M_z$ (thin lines) and the spectrum of the batch-mean metric tensor (thick)."
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=72)
-    ev = metric_eigvals(G, z, chunk_size).cpu()
+    conds, kw = _legacy(conds, ('ax', 'chunk_size'), dict(ax=ax, chunk_size=chunk_size))
+    ax = kw['ax'] if kw['ax'] is not None else plt.subplots(figsize=(4.5, 3), dpi=72)[1]
+    ev = metric_eigvals(G, z, *conds, chunk_size=kw['chunk_size']).cpu()
     for e in ev: ax.semilogy(e, color='C0', alpha=.25, lw=.8)
-    ax.semilogy(mean_metric_eigvals(G, z, chunk_size).cpu(), color='C3', lw=2, label='batch-mean $M$')
+    ax.semilogy(mean_metric_eigvals(G, z, *conds, chunk_size=kw['chunk_size']).cpu(), color='C3', lw=2, label='batch-mean $M$')
     ax.set_xlabel('eigenvalue rank'); ax.set_ylabel('eigenvalue of $M_z$'); ax.legend()
     return ax
 
@@ -49,6 +53,10 @@ def check_gan_learner(cb:Callback):
         raise ValueError(f"{type(cb).__name__} needs a fastai GANLearner (one with a `GANTrainer` callback and a "
                          f"`GANModule` model); got a {type(cb.learn).__name__} with model {type(cb.learn.model).__name__}. "
                          "Build the learner with `gan_learner(...)` or `fastai.vision.gan.GANLearner(...)`.")
+    if getattr(cb.learn.dls, 'n_inp', 1) > 1 and not isinstance(cb.learn.loss_func, CondGANLoss):
+        raise ValueError(f"{type(cb).__name__}: the loaders are conditional (their batches carry labels), but the learner's loss is "
+                         f"fastai's {type(cb.learn.loss_func).__name__}, which gives the critic no labels and regenerates from the noise alone. "
+                         "Build the learner with `gan_learner(...)`, which trains G(z, y) and D(x, y).")
 
 def _fetch_scalars(spots):
     "Replace each `d[k]` that is a tensor by its value as a float: one transfer per device, not one per value."
@@ -166,9 +174,18 @@ def latent_shape(learn):
     nz = getattr(learn.dls.train, 'nz', None)
     return (nz,) if nz is not None else tuple(learn.dls.one_batch()[0].shape[1:])
 
+def fixed_conditions(learn, n:int): # a GAN learner; how many latents the conditions go with
+    "The conditions of a fixed latent batch: `()` for an unconditional GAN, else each class in turn, `(arange(n) % n_classes,)`."
+    if getattr(learn.dls, 'n_inp', 1) == 1: return ()
+    k = getattr(learn.dls, 'n_classes', None)
+    if k is None or learn.dls.n_inp != 2:
+        raise ValueError("a measuring callback on a conditional GAN needs class labels to condition its fixed latents on: "
+                         "build the loaders with gan_dls(real, nz, labels=...)")
+    return (torch.arange(n) % k,)   # class-balanced: every class as often as n allows
+
 class ConditionNumberCallback(MeasureCallback):
     "Track the mean and spread of $\\log\\kappa(M_z)$ over a fixed batch of latents during training."
-    columns, main_process_only, _state = ('log_cond',), True, ('history', 'z')
+    columns, main_process_only, _state = ('log_cond',), True, ('history', 'z', 'y')
     def __init__(self, n_z:int=64, # latents in the fixed batch
                  every:int=1, # measure every `every` epochs (or training batches, with `per='batch'`)
                  per:str='epoch', # 'epoch' or 'batch'
@@ -180,14 +197,19 @@ class ConditionNumberCallback(MeasureCallback):
     def before_fit(self):
         super().before_fit()
         dev = next(self.learn.model.generator.parameters()).device
-        if self.resumed: self.z = self.z.to(dev)
+        if self.resumed: self.z, self.y = self.z.to(dev), None if self.y is None else self.y.to(dev)
         else:
             self.z = torch.randn(self.n_z, *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed)).to(dev)
+            self.y = next(iter(fixed_conditions(self.learn, self.n_z)), None)   # a conditional GAN: classes in turn
+            if self.y is not None: self.y = self.y.to(dev)
             self.measure()
     def measure(self):
-        try: lc = log_condition_number(self.learn.model.generator, self.z, self.chunk_size)
+        conds = () if self.y is None else (self.y,)
+        try: lc = log_condition_number(self.learn.model.generator, self.z, *conds, chunk_size=self.chunk_size)
         except torch.linalg.LinAlgError: lc = self.z.new_full((len(self.z),), float('nan'))  # a diverged generator: NaN, the NaN checks stop the run
-        self.record(log_cond=lc.mean(), std=lc.std(), min=lc.min(), max=lc.max())
+        per_class = {} if self.y is None else {f'log_cond[{c}]': lc[self.y == c].mean() for c in self.y.unique().tolist()}
+        self.record(log_cond=lc.mean(), std=lc.std(), min=lc.min(), max=lc.max(), **per_class)
+    def load_state_dict(self, sd:dict): super().load_state_dict({'y': None, **sd})   # checkpoints from before conditions existed
     def after_batch(self):
         if self.per == 'batch' and self.training and (self.trained[0] % self.every == 0): self.measure()
     def after_train(self):  # not after_epoch: the recorder reads metric columns right after validation

@@ -25,12 +25,13 @@ __all__ = ['ring_centers', 'ring_data', 'grid_centers', 'grid_data', 'Digits', '
 # %% ../nbs/00_data.ipynb #66f0c2a3
 def _rng(seed): return torch.Generator().manual_seed(seed) if seed is not None else None
 
-def _mixture(centers:torch.Tensor, n:int, std:float, seed:int|None):
-    "`n` samples from an equal-weight isotropic Gaussian mixture with these `centers`."
+def _mixture(centers:torch.Tensor, n:int, std:float, seed:int|None, labels:bool=False):
+    "`n` samples from an equal-weight isotropic Gaussian mixture with these `centers` (and, with `labels`, each one's component)."
     if n < 1: raise ValueError(f"n must be a positive number of samples, got {n}")
     g = _rng(seed)
     idx = torch.randint(len(centers), (n,), generator=g)
-    return centers[idx] + std * torch.randn(n, centers.shape[1], generator=g)
+    x = centers[idx] + std * torch.randn(n, centers.shape[1], generator=g)
+    return (x, idx) if labels else x
 
 # %% ../nbs/00_data.ipynb #e2af15ec
 def ring_centers(n_modes:int=8, # number of mixture components
@@ -43,9 +44,10 @@ def ring_data(n:int=20_000, # number of samples
               n_modes:int=8, # number of mixture components
               radius:float=1., # radius of the ring
               std:float=0.01, # standard deviation of each component
-              seed:int|None=0): # seed of a private RNG (None: torch's global RNG)
-    "Samples of the 2-D ring mixture of PacGAN/VEEGAN, shape `(n, 2)`."
-    return _mixture(ring_centers(n_modes, radius), n, std, seed)
+              seed:int|None=0, # seed of a private RNG (None: torch's global RNG)
+              labels:bool=False): # also return each sample's component, the class of a conditional GAN
+    "Samples of the 2-D ring mixture of PacGAN/VEEGAN, shape `(n, 2)`; with `labels`, `(samples, component)`."
+    return _mixture(ring_centers(n_modes, radius), n, std, seed, labels)
 
 # %% ../nbs/00_data.ipynb #45b29636
 def grid_centers(n_side:int=5, # components per side
@@ -58,9 +60,10 @@ def grid_data(n:int=20_000, # number of samples
               n_side:int=5, # components per side
               spacing:float=2., # distance between neighbouring centres
               std:float=0.05, # standard deviation of each component
-              seed:int|None=0): # seed of a private RNG (None: torch's global RNG)
-    "Samples of the 2-D 5×5 grid mixture of PacGAN/VEEGAN, shape `(n, 2)`."
-    return _mixture(grid_centers(n_side, spacing), n, std, seed)
+              seed:int|None=0, # seed of a private RNG (None: torch's global RNG)
+              labels:bool=False): # also return each sample's component, the class of a conditional GAN
+    "Samples of the 2-D 5×5 grid mixture of PacGAN/VEEGAN, shape `(n, 2)`; with `labels`, `(samples, component)`."
+    return _mixture(grid_centers(n_side, spacing), n, std, seed, labels)
 
 # %% ../nbs/00_data.ipynb #877e73f4
 class Digits(NamedTuple):
@@ -118,62 +121,100 @@ def cifar10_root(): # $GC_CIFAR10, else ~/.cache/gan_conditioning/cifar10
 
 def load_cifar10(root:str|Path|None=None, # a folder holding `cifar-10-batches-py`; default `cifar10_root()`
                  train:bool=True, # the 50,000 training images, or the 10,000 test images
-                 n:int|None=None): # keep only the first `n`
-    "CIFAR-10 images `(N, 3, 32, 32)` in [-1, 1], from torchvision's files under `root` (never downloaded here)."
+                 n:int|None=None, # keep only the first `n`
+                 labels:bool=False): # also return the classes `(N,)`, for a class-conditional GAN
+    "CIFAR-10 images `(N, 3, 32, 32)` in [-1, 1], from torchvision's files under `root` (never downloaded here); with `labels`, `(images, classes)`."
     root = Path(root).expanduser() if root is not None else cifar10_root()
     if not (root / 'cifar-10-batches-py').is_dir():
         raise FileNotFoundError(f"CIFAR-10 is not in {root}/cifar-10-batches-py: on a machine with internet run "
                                 f"torchvision.datasets.CIFAR10('{root}', download=True) and copy the folder here, or set GC_CIFAR10 to the folder that holds it")
     from torchvision.datasets import CIFAR10
-    x = torch.from_numpy(CIFAR10(str(root), train=train, download=False).data[:n]).permute(0, 3, 1, 2)
-    return x.float() / 127.5 - 1
+    ds = CIFAR10(str(root), train=train, download=False)
+    x = torch.from_numpy(ds.data[:n]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return (x, torch.tensor(ds.targets[:n])) if labels else x
 
 # %% ../nbs/00_data.ipynb #cc45cf6c
 class _RealIndex:
-    "A `NoiseRealDL`'s dataset: the indices of its real samples. `new_empty` is what `learn.export` keeps of it."
-    n_inp = 1   # the batch's input is the latent; the real samples are its target
-    def __init__(self, real): self.real = real
+    "A `NoiseRealDL`'s dataset: the indices of its real samples (and their labels). `new_empty` is what `learn.export` keeps of it."
+    def __init__(self, real, labels=None):
+        self.real, self.labels = real, labels
+        self.n_inp = 1 if labels is None else 2   # the batch's inputs: the latent (and the generator's labels); the rest is the real side
     def __len__(self): return len(self.real)
     def __getitem__(self, i): return i
     @property
     def items(self): return range(len(self.real))   # what fastai's W&B logger samples its prediction batch from
-    def new_empty(self): return _RealIndex(self.real[:0])
+    def new_empty(self): return _RealIndex(self.real[:0], None if self.labels is None else self.labels[:0])
+    def subset(self, idxs): return _RealIndex(self.real[idxs], None if self.labels is None else self.labels[idxs])
 
 class NoiseRealDL(TfmdDL):
-    "A fastai `DataLoader` of `(z, real)`: `z ~ N(0, I)` of shape `(bs, nz)` drawn fresh each batch."
+    "A fastai `DataLoader` of `(z, real)`, or `(z, y_fake, real, y_real)` with labels: `z ~ N(0, I)` of shape `(bs, nz)` drawn fresh each batch."
     def __init__(self, real:torch.Tensor, nz:int, bs:int=64, shuffle:bool=True, drop_last:bool=True,
                  centers:torch.Tensor|None=None, # a 2-D mixture's centres, marked when its samples are shown
+                 labels:torch.Tensor|None=None, # `(N,)` class of each real sample: batches carry labels on both sides
+                 prior:torch.Tensor|None=None, # the labels `y_fake` is drawn from, uniformly (default: `labels`)
+                 n_classes:int|None=None, # default: `labels.max() + 1`
                  **kwargs):
-        self.real, self.nz, self.centers = real, nz, centers
-        super().__init__(_RealIndex(real), bs=bs, shuffle=shuffle, drop_last=drop_last, num_workers=0, **kwargs)
+        self.real, self.nz, self.centers, self.labels = real, nz, centers, labels
+        self.prior = labels if prior is None else prior
+        self.n_classes = None if labels is None else (n_classes or int(self.prior.max()) + 1)
+        super().__init__(_RealIndex(real, labels), bs=bs, shuffle=shuffle, drop_last=drop_last, num_workers=0, **kwargs)
     def create_item(self, i): return i
     def create_batch(self, idxs):
-        return torch.randn(len(idxs), self.nz), self.real[torch.as_tensor(idxs)]
+        idxs = torch.as_tensor(idxs)
+        z = torch.randn(len(idxs), self.nz)
+        if self.labels is None: return z, self.real[idxs]
+        y_fake = self.prior[torch.randint(len(self.prior), (len(idxs),))]   # the labels' empirical distribution
+        return z, y_fake, self.real[idxs], self.labels[idxs]
     def new(self, dataset=None, **kwargs):
-        real = dataset.real if isinstance(dataset, _RealIndex) else self.real
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device, centers=self.centers)
-        return NoiseRealDL(real, self.nz, **{**kw, **kwargs})
+        ds = dataset if isinstance(dataset, _RealIndex) else self.dataset
+        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device, centers=self.centers,
+                  labels=ds.labels, prior=self.prior if ds.labels is not None else None, n_classes=self.n_classes)
+        return NoiseRealDL(ds.real, self.nz, **{**kw, **kwargs})
 
 # %% ../nbs/00_data.ipynb #270ac552
+def _check_labels(labels, n, n_classes):
+    "`labels` as a long tensor `(n,)` of classes in [0, n_classes), or a one-line error that says what to pass."
+    y = torch.as_tensor(labels)
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        raise ValueError(f"labels must be integer classes, got non-integer values such as {y[y != y.round()][0].item()}")
+    y = y.long()
+    if y.shape != (n,): raise ValueError(f"labels must be one class per real sample, shape ({n},); got shape {tuple(y.shape)}")
+    if n and y.min() < 0: raise ValueError(f"labels must be classes 0, 1, ..., n_classes - 1; got {y.min().item()}")
+    if n and n_classes is not None and y.max() >= n_classes:
+        raise ValueError(f"labels must be below n_classes={n_classes}; got {y.max().item()} (pass n_classes={y.max().item() + 1} or fix the labels)")
+    return y
+
 class GANDataLoaders(DataLoaders):
     "The `(noise, real)` loaders of `gan_dls`; `test_dl` picks real samples by index (what fastai's W&B logger asks for)."
     def test_dl(self, test_items, with_labels:bool=True, **kwargs):
-        return self.valid.new(_RealIndex(self.valid.real[list(test_items)]), shuffle=False, drop_last=False, **kwargs)
+        return self.valid.new(self.valid.dataset.subset(list(test_items)), shuffle=False, drop_last=False, **kwargs)
+    @property
+    def n_classes(self): return self.train.n_classes   # None: unconditional
 
 def gan_dls(real:torch.Tensor, # real samples, `(N, ...)`: points `(N, 2)` or images `(N, C, H, W)` in [-1, 1]
             nz:int, # dimension of the generator's latent `z`
             bs:int=64, # batch size
+            labels:torch.Tensor|None=None, # `(N,)` integer class of each real sample: a class-conditional GAN
             n_valid:int|None=None, # real samples held out for fastai's validation pass (default: one batch)
             device=None, # default: `default_device()`
-            centers:torch.Tensor|None=None): # a 2-D mixture's centres, marked by `show_batch` and `show_results`
-    "fastai `DataLoaders` of `(noise, real)` batches that `GANLearner` trains on."
+            centers:torch.Tensor|None=None, # a 2-D mixture's centres, marked by `show_batch` and `show_results`
+            n_classes:int|None=None): # classes of a conditional GAN (default: `labels.max() + 1`)
+    "fastai `DataLoaders` of `(noise, real)` batches that `GANLearner` trains on; with `labels`, `(z, y_fake, real, y_real)`."
     real = torch.as_tensor(real, dtype=torch.float32)
     if real.ndim < 2: raise ValueError(f"`real` must be (N, features...) samples, got shape {tuple(real.shape)}")
     n_valid = bs if n_valid is None else n_valid
     if len(real) < bs + n_valid:
         raise ValueError(f"gan_dls needs at least bs + n_valid = {bs + n_valid} real samples, got {len(real)}; lower `bs` or `n_valid`.")
-    train = NoiseRealDL(real[n_valid:], nz, bs=bs, centers=centers)
-    valid = NoiseRealDL(real[:n_valid], nz, bs=min(bs, n_valid), shuffle=False, drop_last=False, centers=centers)
+    if labels is None:
+        if n_classes is not None: raise ValueError("n_classes is for conditional loaders: pass labels= too (one class per real sample)")
+        cond = dict(train={}, valid={})
+    else:
+        y = _check_labels(labels, len(real), n_classes)
+        n_classes = n_classes or int(y.max()) + 1
+        prior = y[n_valid:]   # fake labels follow the training labels' frequencies
+        cond = dict(train=dict(labels=prior, n_classes=n_classes), valid=dict(labels=y[:n_valid], prior=prior, n_classes=n_classes))
+    train = NoiseRealDL(real[n_valid:], nz, bs=bs, centers=centers, **cond['train'])
+    valid = NoiseRealDL(real[:n_valid], nz, bs=min(bs, n_valid), shuffle=False, drop_last=False, centers=centers, **cond['valid'])
     return GANDataLoaders(train, valid, device=device or default_device())
 
 # %% ../nbs/00_data.ipynb #0a2d426f
@@ -208,15 +249,38 @@ def _points(self:NoiseRealDL): return self.real.ndim == 2 and self.real.shape[1]
 
 @patch
 def show_batch(self:NoiseRealDL, b=None, max_n:int=9, ctxs=None, show:bool=True, unique:bool=False, **kwargs):
-    "fastai's `show_batch`; for 2-D points the whole batch in one scatter (nine points would say nothing)."
+    "fastai's `show_batch`; for 2-D points the whole batch in one scatter (nine points would say nothing); with labels, each sample's class."
     if self._points() and b is None: max_n = self.bs
+    if self.labels is not None: return self._show_labelled(b, None, max_n, ctxs, **kwargs)
     return TfmdDL.show_batch(self, b, max_n, ctxs, show, unique, **kwargs)
 
 @patch
 def show_results(self:NoiseRealDL, b, out, max_n:int=9, ctxs=None, show:bool=True, **kwargs):
-    "fastai's `show_results`: real samples beside generated ones; for 2-D points the whole batch."
+    "fastai's `show_results`: real samples beside generated ones; for 2-D points the whole batch; with labels, the classes asked for."
     if self._points(): max_n = len(b[0])
-    return TfmdDL.show_results(self, b, out, max_n, ctxs, show, **kwargs)
+    if self.labels is None: return TfmdDL.show_results(self, b, out, max_n, ctxs, show, **kwargs)
+    if not show:   # what fastai's loggers record: the same figure without the labels
+        return NoiseRealDL(self.real, self.nz, bs=self.bs, centers=self.centers).show_results((b[0], b[2]), out, max_n, ctxs, False, **kwargs)
+    return self._show_labelled(b, out, max_n, ctxs, **kwargs)
+
+@patch
+def _show_labelled(self:NoiseRealDL, b, out, max_n, ctxs=None, figsize=None, **kwargs):
+    "A conditional batch: real samples titled (images) or coloured (points) by their class; generated ones by the class asked for."
+    _, y_fake, real, y_real = self.decode(b if b is not None else self.one_batch())
+    fake = None if out is None else self._typed(to_detach(out[0] if isinstance(out, (list, tuple)) else out, cpu=True))
+    if self._points():
+        ax = ctxs[0] if ctxs else plt.subplots(figsize=figsize or (3.3, 3.3), dpi=72)[1]
+        pts, lab = (real, y_real) if fake is None else (fake, y_fake)
+        if fake is not None: real.show(ctx=ax, color='0.75', label='real')
+        ax.scatter(*torch.as_tensor(pts[:max_n]).T, s=4, c=lab[:max_n], cmap='tab10' if self.n_classes <= 10 else 'tab20', zorder=4)
+        if self.centers is not None: ax.scatter(*self.centers.T, c='r', marker='+', s=150, lw=.8, alpha=.5, zorder=2)
+        ax.set_aspect('equal'); ax.set_title(f"{'generated' if fake is not None else 'real'}, coloured by class", fontsize=9)
+        return [ax]
+    n = min(len(real), max_n)
+    rows = [(real, y_real)] + ([] if fake is None else [(fake, y_fake)])
+    if ctxs is None: ctxs = get_grid(len(rows) * n, nrows=len(rows), ncols=n, figsize=figsize or (1.3 * n, 1.6 * len(rows)),
+                                     title=None if fake is None else 'real (top), generated (bottom); titles: classes')
+    return [x.show(ctx=c, title=str(int(y)), **kwargs) for r, (xs, ys) in enumerate(rows) for x, y, c in zip(xs[:n], ys[:n], ctxs[r * n:(r + 1) * n])]
 
 # %% ../nbs/00_data.ipynb #e9cfbffc
 def _stacked(samples, i): return torch.stack([torch.as_tensor(s[i]) for s in samples])

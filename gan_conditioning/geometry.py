@@ -12,8 +12,8 @@ from torch.func import jvp, vmap
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['eval_mode', 'widest_activation', 'jacobian_plan', 'jacobian', 'jacobian_per_pixel', 'metric_tensor', 'metric_eigvals',
-           'metric_eigvecs', 'latent_walker']
+__all__ = ['eval_mode', 'widest_activation', 'jacobian_plan', 'jacobian', 'as_conds', 'jacobian_per_pixel', 'metric_tensor',
+           'metric_eigvals', 'metric_eigvecs', 'latent_walker']
 
 # %% ../nbs/02_metric_tensor.ipynb #35589821
 @contextmanager
@@ -26,71 +26,89 @@ def eval_mode(model:nn.Module):
         for m, t in zip(model.modules(), modes): m.training = t
 
 # %% ../nbs/02_metric_tensor.ipynb #7546c68a
-def _jacobian_block(G, z, chunk_size):
+def _legacy(conds, names, kw):
+    "Conditions are the tensors after `z`; positional values after them are the options `names`, as before conditions existed."
+    i = next((k for k, a in enumerate(conds) if not torch.is_tensor(a)), len(conds))
+    if len(conds) - i > len(names): raise TypeError(f"too many positional arguments after z: {len(conds) - i} options, at most {len(names)} ({', '.join(names)})")
+    return tuple(conds[:i]), {**kw, **dict(zip(names, conds[i:]))}
+
+def _jacobian_block(G, z, conds, chunk_size):
     B = len(z); nz = z[0].numel()
     zf = z.reshape(B, nz)
-    def g(zb): return G(zb.view_as(z)).reshape(B, -1)
+    def g(zb): return G(zb.view_as(z), *conds).reshape(B, -1)   # the conditions held fixed
     def columns(V): return vmap(lambda v: jvp(g, (zf,), (v.expand(B, nz),))[1])(V)  # (chunk, B, out_dim)
     eye = torch.eye(nz, dtype=zf.dtype, device=zf.device)
     return torch.cat([columns(eye[i:i + chunk_size]) for i in range(0, nz, chunk_size)]).permute(1, 2, 0)
 
-def widest_activation(G:nn.Module, z:torch.Tensor):
-    "Elements per sample of the largest output of any module of `G`, from one forward of `z[:1]` in eval mode."
+def widest_activation(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor):
+    "Elements per sample of the largest output of any module of `G`, from one forward of `z[:1]` (and its conditions) in eval mode."
     sizes = []
     def hook(m, i, out):
         if torch.is_tensor(out): sizes.append(out[0].numel())
     hooks = [m.register_forward_hook(hook) for m in G.modules()]
     try:
-        with eval_mode(G), torch.no_grad(): G(z[:1])
+        with eval_mode(G), torch.no_grad(): G(z[:1], *[c[:1] for c in conds])
     finally:
         for h in hooks: h.remove()
     return max(sizes)
 
 def jacobian_plan(G:nn.Module, z:torch.Tensor,
                   max_memory:int=2**29, # bytes the forward-mode passes may hold at once
-                  chunk_size:int|None=None, batch_size:int|None=None): # fixed by the caller, or None: chosen here
+                  chunk_size:int|None=None, batch_size:int|None=None, # fixed by the caller, or None: chosen here
+                  conds:tuple=()): # the generator's conditions after `z`
     "`(chunk_size, batch_size)` for `jacobian`: at most 16 tangents and 64 latents a forward, fewer if they would pass `max_memory`."
     nz, itemsize = z[0].numel(), z.element_size()
-    per = 3 * widest_activation(G, z) * itemsize   # bytes per latent per tangent: primal, tangent and a temporary
+    per = 3 * widest_activation(G, z, *conds) * itemsize   # bytes per latent per tangent: primal, tangent and a temporary
     chunk, batch = chunk_size or min(nz, 16), batch_size or min(len(z), 64)
     while batch_size is None and batch > 1 and batch * (chunk + 1) * per > max_memory: batch = (batch + 1) // 2
     while chunk_size is None and chunk > 1 and batch * (chunk + 1) * per > max_memory: chunk = (chunk + 1) // 2
     return chunk, batch
 
-def jacobian(G:nn.Module, # generator; called on `z` of shape `(B, *z_shape)`
+def jacobian(G:nn.Module, # generator; called as `G(z, *conds)`, `z` of shape `(B, *z_shape)`
              z:torch.Tensor, # latents, `(B, nz)` or `(B, nz, 1, 1)`
+             *conds:torch.Tensor, # conditions, one row per latent (e.g. class labels `(B,)`), held fixed
              chunk_size:int|None=None, # basis vectors pushed through `G` at once; None: from `max_memory`
              batch_size:int|None=None, # latents per forward; None: from `max_memory`
              max_memory:int=2**29): # bytes of activations the passes may hold at once (see `jacobian_plan`)
-    "Per-sample Jacobians $\\partial G(z_b)/\\partial z_b$, shape `(B, out_dim, nz)`, by batched forward-mode autodiff."
-    z = z.detach()
-    chunk_size, batch_size = jacobian_plan(G, z, max_memory, chunk_size, batch_size)
+    "Per-sample Jacobians $\\partial G(z_b, y_b)/\\partial z_b$, shape `(B, out_dim, nz)`, by batched forward-mode autodiff."
+    conds, kw = _legacy(conds, ('chunk_size', 'batch_size', 'max_memory'), dict(chunk_size=chunk_size, batch_size=batch_size, max_memory=max_memory))
+    z, conds = z.detach(), _check_conds(z, conds)
+    chunk_size, batch_size = jacobian_plan(G, z, kw['max_memory'], kw['chunk_size'], kw['batch_size'], conds)
     with eval_mode(G), torch.no_grad():
-        return torch.cat([_jacobian_block(G, z[i:i + batch_size], chunk_size) for i in range(0, len(z), batch_size)])
+        return torch.cat([_jacobian_block(G, z[i:i + batch_size], [c[i:i + batch_size] for c in conds], chunk_size) for i in range(0, len(z), batch_size)])
+
+def as_conds(cond): # None, one tensor, or a tuple of tensors
+    "The conditions after a latent as a tuple: `()` for an unconditional generator."
+    return () if cond is None else (cond,) if torch.is_tensor(cond) else tuple(cond)
+
+def _check_conds(z, conds):
+    for c in conds:
+        if len(c) != len(z): raise ValueError(f"each condition needs one row per latent: got {len(c)} rows for {len(z)} latents")
+    return tuple(c.detach().to(z.device) for c in conds)
 
 # %% ../nbs/02_metric_tensor.ipynb #a296340c
-def jacobian_per_pixel(G:nn.Module, z:torch.Tensor):
+def jacobian_per_pixel(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor):
     "Slow reference for cross-checks: one reverse-mode gradient per output coordinate (google/compare_gan's method)."
     with eval_mode(G):
         z = z.detach().clone().requires_grad_(True)
-        out = G(z).reshape(len(z), -1)
+        out = G(z, *conds).reshape(len(z), -1)
         rows = [torch.autograd.grad(out[:, i].sum(), z, retain_graph=True)[0].reshape(len(z), -1) for i in range(out.shape[1])]
     return torch.stack(rows, 1)
 
 # %% ../nbs/02_metric_tensor.ipynb #4e59dc1a
-def metric_tensor(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
-    "The metric tensor $M_z = J_z^\\top J_z$ (Odena et al. 2018, Eq. 5), shape `(B, nz, nz)`."
-    J = jacobian(G, z, chunk_size)
+def metric_tensor(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor, chunk_size:int|None=None):
+    "The metric tensor $M_z = J_z^\\top J_z$ (Odena et al. 2018, Eq. 5), shape `(B, nz, nz)`; conditions after `z` held fixed."
+    J = jacobian(G, z, *conds, chunk_size=chunk_size)
     return J.transpose(1, 2) @ J
 
-def metric_eigvals(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
+def metric_eigvals(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor, chunk_size:int|None=None):
     "Eigenvalues of $M_z$ in descending order, shape `(B, nz)`: the squared singular values of $J_z$."
-    return torch.linalg.svdvals(jacobian(G, z, chunk_size)) ** 2
+    return torch.linalg.svdvals(jacobian(G, z, *conds, chunk_size=chunk_size)) ** 2
 
 # %% ../nbs/02_metric_tensor.ipynb #4d016bdf
-def metric_eigvecs(G:nn.Module, z:torch.Tensor, chunk_size:int|None=None):
+def metric_eigvecs(G:nn.Module, z:torch.Tensor, *conds:torch.Tensor, chunk_size:int|None=None):
     "Eigenvalues `(B, nz)` and eigenvectors `(B, nz, nz)` (columns) of $M_z$, in descending order of eigenvalue."
-    _, S, Vh = torch.linalg.svd(jacobian(G, z, chunk_size), full_matrices=False)
+    _, S, Vh = torch.linalg.svd(jacobian(G, z, *conds, chunk_size=chunk_size), full_matrices=False)
     return S ** 2, Vh.transpose(1, 2)
 
 # %% ../nbs/02_metric_tensor.ipynb #790a31bd

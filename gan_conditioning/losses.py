@@ -76,12 +76,13 @@ def wgan_loss():
     def crit_loss(real_pred, fake_pred): return fake_pred.mean() - real_pred.mean()
     return LossPair(gen_loss, crit_loss, 0., 'wgan_loss')
 
-def gradient_penalty(critic:nn.Module, real:torch.Tensor, fake:torch.Tensor):
+def gradient_penalty(critic:nn.Module, real:torch.Tensor, fake:torch.Tensor,
+                     cond:tuple=()): # a conditional critic's conditions for the interpolates (the real samples' labels, as StudioGAN)
     "$\\mathbb E(\\|\\nabla_{\\hat x} D(\\hat x)\\| - 1)^2$ on $\\hat x = \\epsilon x + (1-\\epsilon)\\tilde x$, $\\epsilon \\sim U[0, 1]$ per critic input (Gulrajani et al. eq. 3)."
     m = critic.m if isinstance(critic, PackedCritic) else 1  # a packed critic's input is a pack: one ε and one norm per pack
     eps = torch.rand(len(real) // m, *[1] * (real.ndim - 1), device=real.device, dtype=real.dtype).repeat_interleave(m, 0)
     x = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
-    grad, = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    grad, = torch.autograd.grad(critic(x, *cond).sum(), x, create_graph=True)
     return ((pack(grad, m).flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 class GradientPenaltyCallback(Callback):
@@ -98,8 +99,8 @@ class GradientPenaltyCallback(Callback):
         if self.training and not self.learn.gan_trainer.gen_mode: self._last = inputs[0].detach()
     def after_loss(self):
         if not self.training or self.learn.gan_trainer.gen_mode or self.weight == 0: return
-        real, fake = self.learn.xb[0], self._last  # after GANTrainer's swap, xb is the real batch in critic steps
-        gp = gradient_penalty(self.learn.model.critic, real, fake)
+        (real, *conds), fake = self.learn.xb, self._last  # after GANTrainer's swap, xb is the real batch (and its labels) in critic steps
+        gp = gradient_penalty(self.learn.model.critic, real, fake, tuple(conds))
         self.penalties.append(gp.item())
         self.learn.loss_grad = self.learn.loss_grad + self.weight * gp
     def after_fit(self):

@@ -17,8 +17,8 @@ from fastcore.basics import store_attr
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import default_device
 from .data import Digits, load_mnist, ring_centers
-from .geometry import eval_mode
-from .conditioning import MeasureCallback, latent_shape
+from .geometry import eval_mode, as_conds
+from .conditioning import MeasureCallback, latent_shape, fixed_conditions
 
 # %% auto #0
 __all__ = ['kl_to_uniform', 'ModeStats', 'mode_stats', 'MNISTClassifier', 'mnist_split', 'augment_digits',
@@ -26,7 +26,8 @@ __all__ = ['kl_to_uniform', 'ModeStats', 'mode_stats', 'MNISTClassifier', 'mnist
            'stacked_mnist_modes', 'stacked_mnist_stats', 'SplitScore', 'score_from_probs', 'classifier_score',
            'frechet_distance', 'GaussianStats', 'feature_stats', 'features_frechet', 'classifier_frechet',
            'mnist_scores', 'fid_weights_path', 'InceptionFeatures', 'inception_score', 'fid', 'generate',
-           'SampleMetricsCallback', 'ring_metrics', 'stacked_mnist_metrics', 'mnist_metrics']
+           'SampleMetricsCallback', 'LabelStats', 'label_mode_stats', 'label_accuracy', 'class_feature_stats',
+           'intra_class_frechet', 'ring_metrics', 'stacked_mnist_metrics', 'mnist_metrics']
 
 # %% ../nbs/05_metrics.ipynb #6225d063
 def kl_to_uniform(counts:torch.Tensor): # how many samples fell in each of the K modes, `(K,)`
@@ -389,14 +390,18 @@ def fid(images:torch.Tensor, # generated images `(N, 1|3, H, W)` in [-1, 1]
 def generate(G:nn.Module, # generator
              z:torch.Tensor, # latents `(N, ...)`
              batch_size:int=500, # latents per forward
-             progress:bool=False): # show a progress bar
-    "`G(z)` in eval mode and without gradients, `batch_size` latents per forward, returned on the CPU."
-    with eval_mode(G): return _batched(lambda b: G(b.to(_device(G))), z, batch_size, progress)
+             progress:bool=False, # show a progress bar
+             cond:torch.Tensor|tuple|None=None): # the conditions after `z` (e.g. labels `(N,)`), one row per latent
+    "`G(z)` (or `G(z, *cond)`) in eval mode and without gradients, `batch_size` latents per forward, returned on the CPU."
+    conds, dev = as_conds(cond), _device(G)
+    with eval_mode(G):
+        if not conds: return _batched(lambda b: G(b.to(dev)), z, batch_size, progress)
+        return _batched(lambda i: G(z[i].to(dev), *[c[i].to(dev) for c in conds]), torch.arange(len(z)), batch_size, progress)
 
 class SampleMetricsCallback(MeasureCallback):
     "Score a fixed batch of generated samples with `metric` every `every` epochs; chosen values become recorder columns."
-    main_process_only, _state = True, ('history', 'z')
-    def __init__(self, metric:Callable, # samples `(N, ...)` -> dict of numbers
+    main_process_only, _state, cond_columns, y = True, ('history', 'z', 'y'), (), None
+    def __init__(self, metric:Callable, # samples `(N, ...)` -> dict of numbers; a conditional GAN's: `(samples, labels)` -> dict
                  columns:tuple=(), # keys of the dict shown as recorder columns
                  n_samples:int=2_500, # samples generated for each measurement
                  every:int=1, # measure every `every` epochs
@@ -405,25 +410,29 @@ class SampleMetricsCallback(MeasureCallback):
                  progress:bool=False): # progress bar while generating (for slow metrics)
         if every < 1: raise ValueError(f"every must be a positive integer, got {every}")
         if n_samples < 1: raise ValueError(f"n_samples must be positive, got {n_samples}")
-        store_attr(); self.columns = tuple(columns)
+        store_attr(); self.columns = self.base_columns = tuple(columns)
     def before_fit(self):
+        conditional = getattr(self.learn.dls, 'n_inp', 1) > 1
+        self.columns = self.base_columns + (self.cond_columns if conditional else ())   # e.g. label accuracy, for G(z, y)
         super().before_fit()
         if self.resumed: return  # the same latents; the starting weights were measured before the checkpoint
         self.z = torch.randn(self.n_samples, *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed))
+        self.y = next(iter(fixed_conditions(self.learn, self.n_samples)), None)   # a conditional GAN: every class in turn
         self.measure()
     def samples(self):
-        "Generate the `n_samples` samples of the fixed latents, on the CPU."
-        return generate(self.learn.model.generator, self.z, self.batch_size, self.progress)
+        "Generate the `n_samples` samples of the fixed latents (and classes), on the CPU."
+        return generate(self.learn.model.generator, self.z, self.batch_size, self.progress, cond=self.y)
     def measure(self):
         x = self.samples()
         if not torch.isfinite(x).all():   # a diverged generator: nothing to score, and the run's NaN checks stop it
             return self.record(**{c: float('nan') for c in self.columns})
-        values = self.metric(x)
+        values = self.metric(x) if self.y is None else self.metric(x, self.y)
         missing = set(self.columns) - set(values)
         if missing: raise KeyError(f"the metric returned {sorted(values)}, without the columns {sorted(missing)}")
         self.record(**{k: float(v) for k, v in values.items()})
     def after_train(self):
         if self.trained[1] % self.every == 0: self.measure()
+    def load_state_dict(self, sd:dict): super().load_state_dict({'y': None, **sd})   # checkpoints from before conditions existed
     def plot(self, keys=None, axs=None):
         "Each of `keys` (default: the columns) against the training iteration."
         keys = list(keys or self.columns)
@@ -433,13 +442,60 @@ class SampleMetricsCallback(MeasureCallback):
         plt.tight_layout()
         return axs
 
+# %% ../nbs/05_metrics.ipynb #c27f143d
+class LabelStats(NamedTuple):
+    "A conditional GAN on a mixture whose classes are its components: samples high quality at their own class's mode, and modes per class."
+    label_acc: float
+    class_modes: float
+
+def label_mode_stats(samples:torch.Tensor, # generated points `(N, D)`
+                     labels:torch.Tensor, # the class each was generated for, `(N,)`: the index of its mode
+                     centers:torch.Tensor|None=None, std:float=0.01, threshold:float=3.): # as `mode_stats`
+    "The share of samples within `threshold`·σ of their own class's centre, and the mean number of modes each class's high-quality samples reach (1: no class strays)."
+    centers = (ring_centers() if centers is None else torch.as_tensor(centers)).double().cpu()
+    samples, labels = _check_points(samples, centers), _check_classes(labels, len(samples), len(centers))
+    dist, nearest = torch.cdist(samples, centers).min(1)
+    hq = dist / std < threshold
+    per_class = [nearest[hq & (labels == c)].unique().numel() for c in labels.unique().tolist()]
+    return LabelStats((hq & (nearest == labels)).double().mean().item(), sum(per_class) / len(per_class))
+
+def _check_classes(labels, n, n_classes):
+    y = torch.as_tensor(labels).long().cpu()
+    if y.shape != (n,): raise ValueError(f"labels must be one class per sample, shape ({n},); got {tuple(y.shape)}")
+    if n and (y.min() < 0 or y.max() >= n_classes): raise ValueError(f"labels must be classes in [0, {n_classes}); got {y.min().item()}..{y.max().item()}")
+    return y
+
+def label_accuracy(logits:torch.Tensor, # a classifier's logits `(N, C)` on generated samples
+                   labels:torch.Tensor): # the class each sample was generated for, `(N,)`
+    "The share of generated samples that the classifier reads as the class they were generated for."
+    return (logits.argmax(1).cpu() == _check_classes(labels, len(logits), logits.shape[1])).double().mean().item()
+
+def class_feature_stats(features:torch.Tensor, labels:torch.Tensor): # `(N, d)` features and their classes `(N,)`
+    "`feature_stats` of each class's features: `{class: GaussianStats}`."
+    labels = torch.as_tensor(labels).cpu()
+    return {c: feature_stats(features[labels == c]) for c in labels.unique().tolist()}
+
+def intra_class_frechet(features:torch.Tensor, # generated samples' features `(N, d)`
+                        labels:torch.Tensor, # the class each was generated for, `(N,)`
+                        real:dict): # `class_feature_stats` of the real samples
+    "The intra-class Fréchet distance: the mean over classes of the Fréchet distance between a class's generated and real features."
+    labels = torch.as_tensor(labels).cpu()
+    missing = set(labels.unique().tolist()) - set(real)
+    if missing: raise ValueError(f"no real samples of the classes {sorted(missing)} to compare with")
+    return sum(features_frechet(features[labels == c], real[c]) for c in labels.unique().tolist()) / labels.unique().numel()
+
 # %% ../nbs/05_metrics.ipynb #db92f213
 def ring_metrics(centers:torch.Tensor|None=None, # mode centres; default `ring_centers()` (`grid_centers()` with std 0.05 for the grid)
                  std:float=0.01, # standard deviation of each mode
                  n_samples:int=2_500, every:int=1, **kwargs):
-    "`SampleMetricsCallback` with `mode_stats`: columns `modes` and `hq` (and `rkl` in `history`)."
+    "`SampleMetricsCallback` with `mode_stats`: columns `modes` and `hq` (and `rkl` in `history`); conditional: `label_acc` too."
     centers = ring_centers() if centers is None else centers
-    return SampleMetricsCallback(lambda x: mode_stats(x, centers, std)._asdict(), ('modes', 'hq'), n_samples, every, **kwargs)
+    def metric(x, y=None):
+        res = mode_stats(x, centers, std)._asdict()
+        return res if y is None else {**res, **label_mode_stats(x, y, centers, std)._asdict()}
+    cb = SampleMetricsCallback(metric, ('modes', 'hq'), n_samples, every, **kwargs)
+    cb.cond_columns = ('label_acc',)
+    return cb
 
 def stacked_mnist_metrics(classifier:nn.Module|None=None, # default `mnist_classifier()`
                           n_samples:int=26_000, every:int=1, progress:bool=True, **kwargs):
@@ -450,9 +506,25 @@ def stacked_mnist_metrics(classifier:nn.Module|None=None, # default `mnist_class
 
 def mnist_metrics(real:torch.Tensor|GaussianStats|None=None, # real digits or their feature stats; default `load_mnist(download=False)`
                   classifier:nn.Module|None=None, # default `mnist_classifier()`
-                  n_samples:int=2_500, every:int=1, **kwargs):
-    "`SampleMetricsCallback` with `mnist_scores`: columns `cls_score` and `frechet` (and `min_class` in `history`)."
+                  n_samples:int=2_500, every:int=1,
+                  labels:torch.Tensor|None=None, # the real digits' classes, for a conditional GAN's intra-class Fréchet distance
+                  **kwargs):
+    "`SampleMetricsCallback` with `mnist_scores`: columns `cls_score` and `frechet` (and `min_class` in `history`); conditional: `label_acc` and `intra_frechet` too."
     clf = classifier if classifier is not None else mnist_classifier()
-    if real is None: real = load_mnist(download=False, verbose=False).images
-    if not isinstance(real, GaussianStats): real = feature_stats(classifier_outputs(real, clf)[0])
-    return SampleMetricsCallback(lambda x: mnist_scores(x, real, clf), ('cls_score', 'frechet'), n_samples, every, **kwargs)
+    if real is None:
+        digits = load_mnist(download=False, verbose=False)
+        real, labels = digits.images, digits.labels if labels is None else labels
+    per_class = None
+    if not isinstance(real, GaussianStats):
+        feats = classifier_outputs(real, clf)[0]
+        if labels is not None: per_class = class_feature_stats(feats, labels)
+        real = feature_stats(feats)
+    def metric(x, y=None):
+        outputs = classifier_outputs(x, clf)
+        res = mnist_scores(x, real, clf, outputs=outputs)
+        if y is None: return res
+        if per_class is None: raise ValueError("mnist_metrics on a conditional GAN needs the real digits and their classes: mnist_metrics(real=digits.images, labels=digits.labels)")
+        return {**res, 'label_acc': label_accuracy(outputs[1], y), 'intra_frechet': intra_class_frechet(outputs[0], y, per_class)}
+    cb = SampleMetricsCallback(metric, ('cls_score', 'frechet'), n_samples, every, **kwargs)
+    cb.cond_columns = ('label_acc', 'intra_frechet')
+    return cb

@@ -6,8 +6,9 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/models.html.md"""
 
 # %% ../nbs/01_models.ipynb #1027cfb3
 from __future__ import annotations
-import sys
+import sys, warnings
 from functools import partial
+from unittest.mock import patch as mock_patch
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from fastcore.foundation import L
@@ -17,6 +18,8 @@ from fastai.vision.gan import GANLearner, FixedGANSwitcher
 import matplotlib.pyplot as plt
 from .geometry import eval_mode
 from .losses import ns_loss
+from .conditional import *
+from .conditional import *
 
 # %% auto #0
 __all__ = ['mlp_generator', 'mlp_critic', 'dcgan_generator', 'dcgan_critic', 'init_normal_', 'Maxout', 'pacgan_generator',
@@ -33,9 +36,11 @@ def _mlp(n_in, n_out, width, depth, act):
 def mlp_generator(nz:int=2, # latent dimension
                   n_out:int=2, # data dimension
                   width:int=128, # hidden units per layer
-                  depth:int=3): # hidden layers
-    "An MLP generator `(B, nz) -> (B, n_out)` for the 2-D mixtures."
-    return _mlp(nz, n_out, width, depth, nn.ReLU)
+                  depth:int=3, # hidden layers
+                  n_classes:int|None=None): # a class-conditional `G(z, y)`, the one-hot `y` concatenated to `z`
+    "An MLP generator `(B, nz) -> (B, n_out)` for the 2-D mixtures; with `n_classes`, `G(z, y)`."
+    if n_classes is None: return _mlp(nz, n_out, width, depth, nn.ReLU)
+    return CondSequential(LabelConcat(n_classes), _mlp(nz + n_classes, n_out, width, depth, nn.ReLU), n_classes=n_classes)
 
 class _Logit(nn.Module):
     "Flatten a critic's output to one logit per sample, `(B,)`."
@@ -44,9 +49,12 @@ class _Logit(nn.Module):
 def mlp_critic(n_in:int=2, # data dimension
                width:int=128, # hidden units per layer
                depth:int=3, # hidden layers
-               pack:int=1): # samples judged jointly (PacGAN); the input is `pack * n_in` wide
-    "An MLP critic `(B, pack*n_in) -> (B,)` logits for the 2-D mixtures."
-    return nn.Sequential(_mlp(n_in * pack, 1, width, depth, partial(nn.LeakyReLU, 0.2)), _Logit())
+               pack:int=1, # samples judged jointly (PacGAN); the input is `pack * n_in` wide
+               n_classes:int|None=None): # a projection critic `D(x, y)` (Miyato & Koyama 2018)
+    "An MLP critic `(B, pack*n_in) -> (B,)` logits for the 2-D mixtures; with `n_classes`, `D(x, y)`."
+    net = _mlp(n_in * pack, 1, width, depth, partial(nn.LeakyReLU, 0.2))
+    if n_classes is None: return nn.Sequential(net, _Logit())
+    return ProjectionCritic(net[:-1], net[-1], width, n_classes, pack)
 
 # %% ../nbs/01_models.ipynb #880911d4
 _norms = ('batch', 'spectral', None)
@@ -57,11 +65,14 @@ def _check_norm(norm):
 def dcgan_generator(nz:int=64, # latent dimension
                     n_channels:int=1, # 1 for MNIST, 3 for Stacked MNIST
                     width:int=64, # channels of the last hidden layer (the first has 2×)
-                    norm:str|None='batch'): # 'batch' or None (spectral norm is for critics)
-    "DCGAN generator `(B, nz) -> (B, n_channels, 28, 28)` with a `tanh` output in [-1, 1]."
+                    norm:str|None='batch', # 'batch' or None (spectral norm is for critics)
+                    n_classes:int|None=None): # a class-conditional `G(z, y)`: class-conditional batch norm (SN-GAN's cBN)
+    "DCGAN generator `(B, nz) -> (B, n_channels, 28, 28)` with a `tanh` output in [-1, 1]; with `n_classes`, `G(z, y)`."
     _check_norm(norm)
-    bn = (lambda c: nn.BatchNorm2d(c)) if norm == 'batch' else (lambda c: nn.Identity())
-    return nn.Sequential(
+    if n_classes is not None and norm != 'batch':
+        raise ValueError(f"a conditional dcgan_generator takes its class through its batch norms (cBN): use norm='batch', got norm={norm!r}")
+    bn = (lambda c: CondBatchNorm(c, n_classes)) if n_classes else (lambda c: nn.BatchNorm2d(c)) if norm == 'batch' else (lambda c: nn.Identity())
+    return (partial(CondSequential, n_classes=n_classes) if n_classes else nn.Sequential)(
         nn.Flatten(), nn.Linear(nz, 2 * width * 7 * 7), nn.Unflatten(1, (2 * width, 7, 7)), bn(2 * width), nn.ReLU(),
         nn.ConvTranspose2d(2 * width, width, 4, 2, 1), bn(width), nn.ReLU(),   # 14×14
         nn.ConvTranspose2d(width, n_channels, 4, 2, 1), nn.Tanh())             # 28×28
@@ -69,15 +80,18 @@ def dcgan_generator(nz:int=64, # latent dimension
 def dcgan_critic(n_channels:int=1, # channels of one sample
                  width:int=64, # channels of the first conv (the second has 2×)
                  norm:str|None='batch', # 'batch', 'spectral' or None
-                 pack:int=1): # samples judged jointly (PacGAN): the input has `pack * n_channels` channels
-    "DCGAN critic `(B, pack*n_channels, 28, 28) -> (B,)` logits."
+                 pack:int=1, # samples judged jointly (PacGAN): the input has `pack * n_channels` channels
+                 n_classes:int|None=None): # a projection critic `D(x, y)`, its class embedding spectrally normalised with the rest
+    "DCGAN critic `(B, pack*n_channels, 28, 28) -> (B,)` logits; with `n_classes`, `D(x, y)`."
     _check_norm(norm)
     sn = spectral_norm if norm == 'spectral' else (lambda m: m)
     bn = nn.BatchNorm2d(2 * width) if norm == 'batch' else nn.Identity()
-    return nn.Sequential(
-        sn(nn.Conv2d(n_channels * pack, width, 4, 2, 1)), nn.LeakyReLU(0.2),      # 14×14
-        sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), bn, nn.LeakyReLU(0.2),          # 7×7
-        nn.Flatten(), sn(nn.Linear(2 * width * 7 * 7, 1)), _Logit())
+    body = [sn(nn.Conv2d(n_channels * pack, width, 4, 2, 1)), nn.LeakyReLU(0.2),      # 14×14
+            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), bn, nn.LeakyReLU(0.2),          # 7×7
+            nn.Flatten()]
+    head = sn(nn.Linear(2 * width * 7 * 7, 1))
+    if n_classes is None: return nn.Sequential(*body, head, _Logit())
+    return ProjectionCritic(nn.Sequential(*body), head, 2 * width * 7 * 7, n_classes, pack, sn=norm == 'spectral')
 
 # %% ../nbs/01_models.ipynb #e54230d3
 def init_normal_(model:nn.Module, std:float=0.02): # standard deviation of the weights
@@ -132,20 +146,21 @@ def unrolled_critic(n_channels:int=3, # channels of one sample
 
 # %% ../nbs/01_models.ipynb #25c92586
 class _Block(nn.Module):
-    "SN-GAN's residual block: `up` (generator, with BN) or critic (optional first ReLU, optional avg-pool down)."
-    def __init__(self, ci, co, up=False, down=False, first=False, sn=lambda m: m):
+    "SN-GAN's residual block: `up` (generator, with BN, or cBN given `n_classes`) or critic (optional first ReLU, optional avg-pool down)."
+    def __init__(self, ci, co, up=False, down=False, first=False, sn=lambda m: m, n_classes=None):
         super().__init__()
-        self.up, self.down, self.first = up, down, first
+        self.up, self.down, self.first, self.takes_conditions = up, down, first, bool(up and n_classes)
         self.c1, self.c2 = sn(nn.Conv2d(ci, co, 3, 1, 1)), sn(nn.Conv2d(co, co, 3, 1, 1))
-        self.b1, self.b2 = (nn.BatchNorm2d(ci), nn.BatchNorm2d(co)) if up else (nn.Identity(), nn.Identity())
+        bn = (lambda c: CondBatchNorm(c, n_classes)) if self.takes_conditions else nn.BatchNorm2d
+        self.b1, self.b2 = (bn(ci), bn(co)) if up else (nn.Identity(), nn.Identity())
         self.sc = sn(nn.Conv2d(ci, co, 1)) if (ci != co or up or down) else None
     def _resample(self, x):
         if self.up: return F.interpolate(x, scale_factor=2)
         return F.avg_pool2d(x, 2) if self.down else x
-    def forward(self, x):
-        h = x if self.first else F.relu(self.b1(x))
+    def forward(self, x, *conds):
+        h = x if self.first else F.relu(self.b1(x, *conds))
         if self.up: h = self._resample(h)
-        h = self.c2(F.relu(self.b2(self.c1(h))))
+        h = self.c2(F.relu(self.b2(self.c1(h), *conds)))
         if self.down: h = F.avg_pool2d(h, 2)
         if self.sc is None: return x + h
         s = self.sc(self._resample(x)) if self.up else (self.sc(F.avg_pool2d(x, 2)) if self.first else self._resample(self.sc(x)))
@@ -153,22 +168,27 @@ class _Block(nn.Module):
 
 def resnet_generator(nz:int=128, # latent dimension
                      ch:int=256, # channels of every block
-                     n_channels:int=3):
-    "SN-GAN's CIFAR-10 ResNet generator `(B, nz) -> (B, n_channels, 32, 32)` with a `tanh` output in [-1, 1]."
-    return nn.Sequential(nn.Flatten(), nn.Linear(nz, 4 * 4 * ch), nn.Unflatten(1, (ch, 4, 4)),
-                         *[_Block(ch, ch, up=True) for _ in range(3)],
-                         nn.BatchNorm2d(ch), nn.ReLU(), nn.Conv2d(ch, n_channels, 3, 1, 1), nn.Tanh())
+                     n_channels:int=3,
+                     n_classes:int|None=None): # a class-conditional `G(z, y)`: every batch norm class-conditional (SN-GAN's projection setting)
+    "SN-GAN's CIFAR-10 ResNet generator `(B, nz) -> (B, n_channels, 32, 32)` with a `tanh` output in [-1, 1]; with `n_classes`, `G(z, y)`."
+    seq = partial(CondSequential, n_classes=n_classes) if n_classes else nn.Sequential
+    return seq(nn.Flatten(), nn.Linear(nz, 4 * 4 * ch), nn.Unflatten(1, (ch, 4, 4)),
+               *[_Block(ch, ch, up=True, n_classes=n_classes) for _ in range(3)],
+               CondBatchNorm(ch, n_classes) if n_classes else nn.BatchNorm2d(ch), nn.ReLU(), nn.Conv2d(ch, n_channels, 3, 1, 1), nn.Tanh())
 
 class _SumPool(nn.Module):
     def forward(self, x): return F.relu(x).sum((2, 3))
 
 def sn_resnet_critic(ch:int=128, # channels of every block: the "critic ch" of Liu et al.'s Table I
                      n_channels:int=3, pack:int=1, # channels of one sample; samples judged jointly (PacGAN)
-                     sn:bool=True): # spectral norm on every weight (SN-GAN); False: the same network without it
-    "SN-GAN's CIFAR-10 ResNet critic `(B, pack*n_channels, 32, 32) -> (B,)`: 10 convolutions and a linear layer."
+                     sn:bool=True, # spectral norm on every weight (SN-GAN); False: the same network without it
+                   n_classes:int|None=None): # a projection critic `D(x, y)` on the pooled features (Miyato & Koyama 2018)
+    "SN-GAN's CIFAR-10 ResNet critic `(B, pack*n_channels, 32, 32) -> (B,)`: 10 convolutions and a linear layer; with `n_classes`, `D(x, y)`."
     f = spectral_norm if sn else (lambda m: m)
-    return nn.Sequential(_Block(n_channels * pack, ch, down=True, first=True, sn=f), _Block(ch, ch, down=True, sn=f),
-                         _Block(ch, ch, sn=f), _Block(ch, ch, sn=f), _SumPool(), f(nn.Linear(ch, 1)), _Logit())
+    body = [_Block(n_channels * pack, ch, down=True, first=True, sn=f), _Block(ch, ch, down=True, sn=f),
+            _Block(ch, ch, sn=f), _Block(ch, ch, sn=f), _SumPool()]
+    if n_classes is None: return nn.Sequential(*body, f(nn.Linear(ch, 1)), _Logit())
+    return ProjectionCritic(nn.Sequential(*body), f(nn.Linear(ch, 1)), ch, n_classes, pack, sn=sn)
 
 # %% ../nbs/01_models.ipynb #f7a65ef5
 class FrozenSteps(Callback):
@@ -217,6 +237,10 @@ class LoggersCallback(Callback):
     def before_fit(self):
         _wandb_config_fix()
         self.learn.model.switch(gen_mode=True)   # GANTrainer.before_epoch sets the training's mode before any step
+        if getattr(self.dls, 'n_inp', 1) > 1:    # fastai's TensorBoard traces `add_graph(model, *xb)`: the labels would land in its `verbose`
+            for cb in self.learn.cbs:
+                if type(cb).__name__ == 'TensorBoardCallback' and getattr(cb, 'trace_model', False):
+                    cb.trace_model = False; warnings.warn("TensorBoardCallback: no model graph for a conditional GAN (fastai traces one input); scalars and figures are logged")
 
 def gan_learner(dls, # `DataLoaders` of (noise, real), e.g. from `gan_dls`
                 generator:nn.Module, critic:nn.Module,
@@ -226,13 +250,15 @@ def gan_learner(dls, # `DataLoaders` of (noise, real), e.g. from `gan_dls`
                 wd:float=0., # weight decay
                 switch_eval:bool=False, # put the frozen network in eval mode (fastai's default is True)
                 cbs=None, metrics=None, **kwargs):
-    "A fastai `GANLearner` with GAN-paper defaults whose frozen network never moves."
+    "A fastai `GANLearner` with GAN-paper defaults whose frozen network never moves; conditional when `dls` carry labels."
+    check_conditional_pair(dls, generator, critic)
     gen_loss, crit_loss = ns_loss() if loss is None else loss
     opt_func = partial(Adam, mom=beta1, sqr_mom=beta2, eps=1e-8, wd=wd)
     kwargs.setdefault('splitter', every_parameter)   # not fastai's `trainable_params`: see `every_parameter`
-    return GANLearner(dls, generator, critic, gen_loss, crit_loss, switcher=FixedGANSwitcher(n_crit=n_crit),
-                      switch_eval=switch_eval, show_img=False, opt_func=opt_func,
-                      cbs=L(cbs) + [FrozenGradsCallback(), LoggersCallback()], metrics=metrics, **kwargs)
+    with mock_patch('fastai.vision.gan.GANLoss', CondGANLoss):   # fastai's GANLoss plus the conditions' path (without conditions: the same),
+        return GANLearner(dls, generator, critic, gen_loss, crit_loss, switcher=FixedGANSwitcher(n_crit=n_crit),   # in place before callbacks' `after_create`
+                          switch_eval=switch_eval, show_img=False, opt_func=opt_func,
+                          cbs=L(cbs) + [FrozenGradsCallback(), LoggersCallback(), ConditionsCallback()], metrics=metrics, **kwargs)
 
 # %% ../nbs/01_models.ipynb #281a30ce
 def gan_splitter(model): # a fastai `GANModule`

@@ -10,8 +10,8 @@ import torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from fastcore.basics import store_attr
-from .geometry import eval_mode
-from .conditioning import latent_shape
+from .geometry import eval_mode, as_conds
+from .conditioning import latent_shape, fixed_conditions
 from .spectral import _CriticStepMeasure
 from .metrics import generate
 
@@ -23,7 +23,7 @@ def _functional(critic):
     "The critic as a function of a parameter dict and an input batch, one output per judgement (sample or pack)."
     params = {k: v.detach() for k, v in critic.named_parameters()}
     buffers = {k: v.detach() for k, v in critic.named_buffers()}
-    return (lambda p, x: functional_call(critic, (p, buffers), (x,)).reshape(-1)), params
+    return (lambda p, x, *c: functional_call(critic, (p, buffers), (x, *c)).reshape(-1)), params
 
 def _per_output(n_out, *xs):
     "Inputs per critic output, given the `n_out` outputs for the batches `xs` together: 1 for a plain critic, m for a `PackedCritic` of m samples."
@@ -33,19 +33,19 @@ def _per_output(n_out, *xs):
                          "behind each output, and every batch in whole packs")
     return n_in // n_out
 
-def _ntk_jac(f, params, x1, x2, rows, per):
+def _ntk_jac(f, params, x1, x2, rows, per, c1=(), c2=()):
     "Θ = J₁J₂ᵀ from per-output parameter Jacobians (each output's own inputs only), `rows` outputs at a time."
-    one = vmap(jacrev(f), in_dims=(None, 0))   # over outputs: a backward pass through `per` inputs each, not the batch
-    def jac(x):
-        groups = x.reshape(-1, per, *x.shape[1:])   # the inputs behind each output (a pack: consecutive samples)
-        return torch.cat([torch.cat([j.flatten(1) for j in one(params, groups[i:i + rows]).values()], 1) for i in range(0, len(groups), rows)])
-    J1 = jac(x1)
-    return J1 @ (J1 if x2 is None else jac(x2)).T
+    one = vmap(jacrev(f), in_dims=(None, 0, *[0] * len(c1)))   # over outputs: a backward pass through `per` inputs each, not the batch
+    def jac(x, cs):
+        groups = [t.reshape(-1, per, *t.shape[1:]) for t in (x, *cs)]   # the inputs behind each output (a pack: consecutive samples)
+        return torch.cat([torch.cat([j.flatten(1) for j in one(params, *[g[i:i + rows] for g in groups]).values()], 1) for i in range(0, len(groups[0]), rows)])
+    J1 = jac(x1, c1)
+    return J1 @ (J1 if x2 is None else jac(x2, c2)).T
 
-def _ntk_vp(f, params, x1, x2, rows, per):
+def _ntk_vp(f, params, x1, x2, rows, per, c1=(), c2=()):
     "Θ column by column, Θeⱼ = J₁(J₂ᵀeⱼ), from vector products: `rows` parameter vectors at a time, never a Jacobian."
-    out2, pull = vjp(lambda p: f(p, x1 if x2 is None else x2), params)
-    def column(e): return jvp(lambda p: f(p, x1), (params,), (pull(e)[0],))[1]
+    out2, pull = vjp(lambda p: f(p, *((x1, *c1) if x2 is None else (x2, *c2))), params)
+    def column(e): return jvp(lambda p: f(p, x1, *c1), (params,), (pull(e)[0],))[1]
     eye = torch.eye(len(out2), dtype=out2.dtype, device=out2.device)
     return torch.cat([vmap(column)(eye[j:j + rows]) for j in range(0, len(out2), rows)]).T
 
@@ -53,15 +53,17 @@ def critic_ntk(critic:nn.Module, # any critic: one output per sample, or per pac
                x1:torch.Tensor, # inputs `(n1, ...)`
                x2:torch.Tensor|None=None, # inputs `(n2, ...)`; None: `x1` again (the Gram matrix)
                method:str='auto', # 'jac' (Jacobians contracted), 'vp' (vector products), or 'auto': 'jac' if they fit
-               max_mem:float=2**30): # bytes of Jacobian rows (or parameter vectors) held at once
+               max_mem:float=2**30, # bytes of Jacobian rows (or parameter vectors) held at once
+               cond1=None, cond2=None): # a conditional critic's conditions (e.g. labels) for `x1` and `x2`: Θ((x, y), (x', y'))
     "The empirical NTK Θ(x, x') = Σ_θ ∂D(x)/∂θ · ∂D(x')/∂θ of `critic` in eval mode: `(n1, n2)` outputs."
     if method not in ('auto', 'jac', 'vp'): raise ValueError(f"method must be 'auto', 'jac' or 'vp', got {method!r}")
+    c1, c2 = as_conds(cond1), as_conds(cond2 if x2 is not None else cond1)
     with eval_mode(critic):
         f, params = _functional(critic)
-        with torch.no_grad(): per = _per_output(critic(x1).numel(), x1)
+        with torch.no_grad(): per = _per_output(critic(x1, *c1).numel(), x1)
         rows = max(1, int(max_mem // (4 * sum(p.numel() for p in params.values()))))
         if method == 'auto': method = 'jac' if rows * per >= len(x1) + (0 if x2 is None else len(x2)) else 'vp'
-        return (_ntk_jac if method == 'jac' else _ntk_vp)(f, params, x1, x2, rows, per).detach()
+        return (_ntk_jac if method == 'jac' else _ntk_vp)(f, params, x1, x2, rows, per, c1, c2).detach()
 
 # %% ../nbs/09a_critic_ntk.ipynb #e13932ad
 def effective_rank(eigvals:torch.Tensor): # eigenvalues of a positive semi-definite matrix; round-off negatives count as 0
@@ -92,6 +94,7 @@ def _real_batch(learn, n):
     "The first `n` held-out real samples: fixed, never trained on, read without drawing random numbers."
     dl = learn.dls.valid
     if getattr(dl, 'real', None) is not None and len(dl.real) >= n: return dl.real[:n]
+    if getattr(learn.dls, 'n_inp', 1) > 1: raise ValueError(f"CriticNTKCallback on a conditional GAN needs n_real={n} held-out real samples and their labels in gan_dls' validation set: lower n_real or raise n_valid")
     xs = []
     for b in dl:
         xs.append(b[-1])
@@ -102,7 +105,7 @@ def _real_batch(learn, n):
 class CriticNTKCallback(_CriticStepMeasure):
     "Record the eigen-spectrum and effective rank of the critic's NTK on fixed real and generated samples."
     columns, main_process_only = ('ntk_rank',), True
-    _state = ('history', 'spectra', 'crit_steps', 'z', 'real')
+    _state, y_real, y = ('history', 'spectra', 'crit_steps', 'z', 'real', 'y_real', 'y'), None, None
     def __init__(self, every:int=100, # measure every `every` critic steps (and before training)
                  n_real:int=64, # real samples in the fixed batch; as many generated ones join them
                  real:torch.Tensor|None=None, # the fixed real samples; None: the first `n_real` of the validation set
@@ -111,17 +114,24 @@ class CriticNTKCallback(_CriticStepMeasure):
         if every < 1: raise ValueError(f"every must be a positive integer, got {every}")
         if n_real < 2: raise ValueError(f"n_real must be at least 2, got {n_real}")
         store_attr()
+    def load_state_dict(self, sd:dict): super().load_state_dict({'y_real': None, 'y': None, **sd})   # checkpoints from before conditions existed
     def before_fit(self):
         super().before_fit()
         dev = next(self.learn.model.critic.parameters()).device
-        if self.resumed: self.z, self.real = self.z.to(dev), self.real.to(dev); return
+        if self.resumed:
+            self.z, self.real = self.z.to(dev), self.real.to(dev)
+            if self.y is not None: self.y, self.y_real = self.y.to(dev), self.y_real.to(dev)
+            return
         self.real = (_real_batch(self.learn, self.n_real) if self.real is None else torch.as_tensor(self.real)).to(dev)
         self.z = torch.randn(len(self.real), *latent_shape(self.learn), generator=torch.Generator().manual_seed(self.seed)).to(dev)
+        self.y = next(iter(fixed_conditions(self.learn, len(self.real))), None)   # a conditional GAN: the critic judges (x, y) pairs
+        if self.y is not None: self.y, self.y_real = self.y.to(dev), self.learn.dls.valid.labels[:len(self.real)].to(dev)
         self.spectra, self.crit_steps = [], 0
         self.measure()
     def measure(self):
-        fake = generate(self.learn.model.generator, self.z, batch_size=len(self.z)).to(self.real.device)
-        K = critic_ntk(self.learn.model.critic, torch.cat([self.real, fake]), max_mem=self.max_mem).double()
+        fake = generate(self.learn.model.generator, self.z, batch_size=len(self.z), cond=self.y).to(self.real.device)
+        cond = None if self.y is None else torch.cat([self.y_real, self.y])
+        K = critic_ntk(self.learn.model.critic, torch.cat([self.real, fake]), max_mem=self.max_mem, cond1=cond).double()
         ev, n = torch.linalg.eigvalsh(K).flip(0), len(K) // 2
         mmd = K[:n, :n].mean() + K[n:, n:].mean() - 2 * K[:n, n:].mean()
         self.spectra.append((ev / ev[0]).float().cpu())

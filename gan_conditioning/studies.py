@@ -21,7 +21,7 @@ from fastcore.foundation import L
 from fastcore.script import call_parse
 from fastai.torch_core import default_device, to_device, num_distrib
 from fastprogress.fastprogress import progress_bar
-from .protocols import StudyData, study_data, parse_variant, train_run
+from .protocols import StudyData, study_data, parse_variant, train_run, eval_labels
 from .distributed import is_main_process
 from .clamping import _console
 
@@ -164,7 +164,8 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
               jobs:int|None=1, # runs trained at once in worker processes; None: `default_jobs()`
               executor=None, # any `concurrent.futures.Executor` (e.g. dask's `Client.get_executor()`): runs go there
               steps:int|None=None, # length in generator steps, instead of `epochs`
-              every:int|None=None): # measure every `every` generator steps (default: after every epoch, or 20 times)
+              every:int|None=None, # measure every `every` generator steps (default: after every epoch, or 20 times)
+              train:bool=True): # False: only read back finished runs (e.g. those committed with the docs); a missing one is an error
     "Train every variant for every seed, saving each run as it finishes; reruns skip finished runs. Returns a `Study`."
     if _spawned_worker_reimporting():   # this is a worker re-running an unguarded script: tell the parent, say nothing else
         if f := os.environ.get(_UNGUARDED): Path(f).write_text(getattr(sys.modules.get('__mp_main__'), '__file__', 'the script'))
@@ -182,6 +183,9 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
     done = {(s, v): _read_run(p, settings) for s, v in todo if (p := _run_file(folder, v, s)).exists()}
     _backfill(done.values(), data)
     missing, main = [k for k in todo if k not in done], is_main_process()   # under torchrun every process trains, rank 0 writes
+    if missing and not train:
+        raise StudyError(f"{len(missing)} of the {len(todo)} runs are not in {folder} (e.g. {missing[0][1]}, seed {missing[0][0]}), and train=False: "
+                         "train them with the same call and train=True, or point `out` at the folder that holds them")
     jobs = 1 if num_distrib() > 1 else min(jobs or default_jobs(device), max(1, len(missing)))   # torchrun: runs use every process
     if jobs > 1 and executor is None: _check_sendable('the dataset', data); _check_sendable('cbs', cbs)
     progress = progress and main
@@ -199,8 +203,9 @@ def run_study(dataset:str='ring', # a dataset name (see `study_data`) or a `Stud
             runs.to_csv(folder / 'results.csv', index=False); curves.to_csv(folder / 'curves.csv', index=False)
     if not main: return None
     runs, curves = _tables([done[k] for k in todo], data.columns)
-    folder.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(folder / 'results.csv', index=False); curves.to_csv(folder / 'curves.csv', index=False)
+    if train:   # a read-back leaves the folder as it is (the docs read committed studies, each a subset of the runs)
+        folder.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(folder / 'results.csv', index=False); curves.to_csv(folder / 'curves.csv', index=False)
     return Study(data, runs, curves, folder)
 
 # %% ../nbs/11_studies.ipynb #9a3080c6
@@ -229,7 +234,9 @@ def _backfill(runs, data):
     stale = [r for r in runs if r['result'].get('status') == 'ok' and 'samples' in r and any(c not in r['result'] for c in data.columns)]
     if not stale: return
     metric = _prepared(data)[1]
-    for r in stale: r['result'].update({k: float(v) for k, v in metric(_decode(r['samples'])).items() if k not in r['result']})
+    for r in stale:
+        x, y = _decode(r['samples']), eval_labels(data)
+        r['result'].update({k: float(v) for k, v in (metric(x) if y is None else metric(x, y[:len(x)])).items() if k not in r['result']})
 
 def _job(data, variant, seed, settings, device=None, cbs=None, checkpoint=True):
     "Train one run wherever it is sent (this process, a local worker, a cluster's); return its record and its checkpoint's bytes."

@@ -220,8 +220,32 @@ def bench_ntk(width=32, n=128, repeats=3):
                 ours_s=ours, reference_s=loop, ratio=loop / ours, vp_s=vp, goal='>= 5x faster than the per-output loop',
                 met=loop / ours >= 5)
 
+class StepTimer(Callback):
+    "Wall time of every training step, generator's and critic's, from `before_batch` to the end of `after_step`."
+    order = 100
+    def before_fit(self): self.times = []
+    def before_batch(self): _sync(); self.t = time.perf_counter()
+    def after_step(self): _sync(); self.times.append(time.perf_counter() - self.t)
+
+def bench_cond_step(repeats=3, width=32):
+    digits = load_mnist(download=False, verbose=False)
+    images, labels = digits.images[:2560], digits.labels[:2560]
+    def step_time(cond):
+        set_seed(0)
+        k = 10 if cond else None
+        dls = gan_dls(images, nz=64, bs=64, labels=labels if cond else None)
+        learn = gan_learner(dls, dcgan_generator(nz=64, width=width, n_classes=k), dcgan_critic(width=width, norm='spectral', n_classes=k))
+        timer = StepTimer()
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 2e-4, cbs=timer)
+        return statistics.mean(timer.times[4:])   # generator and critic steps alike, after the first few
+    base, cond = [], []
+    for _ in range(repeats): base.append(step_time(False)); cond.append(step_time(True))
+    b, c = statistics.median(base), statistics.median(cond)
+    return dict(name=f'training step (mean of generator and critic steps), DCGAN width {width}, batch 64: class-conditional (cBN G, SN projection D) vs unconditional (BN G, SN D)',
+                ours_s=c, reference_s=b, ratio=c / b, goal='<= 1.15x the unconditional step', met=c / b <= 1.15)
+
 BENCHES = dict(log_cond=bench_log_cond, jc=bench_jc_step, pl=bench_pl_step, sr=bench_sr_step, cn=bench_cn_overhead, frechet=bench_frechet, prdc=bench_prdc,
-               prdc_memory=bench_prdc_memory, ntk=bench_ntk, jobs=bench_study_jobs)
+               prdc_memory=bench_prdc_memory, ntk=bench_ntk, cond=bench_cond_step, jobs=bench_study_jobs)
 
 def main(names=()):
     "Run the named rows (default: all; on a GPU all but `jobs`, which is about CPU cores); `python tests/bench.py sr jc` runs two."

@@ -62,13 +62,14 @@ def test_export_and_load_learner(tmp_path):
     assert len(loaded.dls.train.real) == 0   # exported without the data
     _fit(learn)                              # and the original learner trains on, its optimizer state restored
 
-@pytest.mark.parametrize('which', ['quick start', 'study', 'mnist'])
+@pytest.mark.parametrize('which', ['quick start', 'study', 'mnist', 'conditional'])
 def test_tensorboard_with_defaults(tmp_path, which):
     pytest.importorskip('tensorboard', reason="pip install -e '.[loggers]'")
     from fastai.callback.tensorboard import TensorBoardCallback
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     if which == 'study': learn, cbs = study_learner('ring', 'jc', seed=0), []
     elif which == 'mnist': learn, cbs = _mnist_learner(), [ConditionNumberCallback(n_z=8)]
+    elif which == 'conditional': learn, cbs = study_learner('ring-cond', 'jc', seed=0), []
     else: learn, cbs = _ring_learner(), [JacobianClampCallback(), ConditionNumberCallback()]
     _fit(learn, 2, cbs + [TensorBoardCallback(tmp_path)])
     ea = EventAccumulator(str(tmp_path)); ea.Reload()
@@ -76,6 +77,7 @@ def test_tensorboard_with_defaults(tmp_path, which):
     assert {'train_loss', 'log_cond'} <= scalars, scalars
     if which != 'mnist': assert 'Q' in scalars
     if which == 'study': assert {'modes', 'hq', 'sv_collapse'} <= scalars, scalars
+    if which == 'conditional': assert {'label_acc', 'log_cond'} <= scalars, scalars
     assert ea.Tags()['images'] == ['Sample results'] and len(ea.Images('Sample results')) == 2   # one figure an epoch
 
 def _wandb_records(path):
@@ -93,12 +95,13 @@ def _wandb_records(path):
         elif kind == 4: out.append(buf + chunk)
     return [Record.FromString(c) for c in out]
 
-@pytest.mark.parametrize('which', ['quick start', 'study'])
+@pytest.mark.parametrize('which', ['quick start', 'study', 'conditional'])
 def test_wandb_offline_with_defaults(tmp_path, monkeypatch, which):
     wandb = pytest.importorskip('wandb', reason="pip install -e '.[loggers]'")
     from fastai.callback.wandb import WandbCallback
     monkeypatch.setenv('WANDB_MODE', 'offline'); monkeypatch.setenv('WANDB_DIR', str(tmp_path)); monkeypatch.setenv('WANDB_SILENT', 'true')
-    learn, cbs = (study_learner('ring', 'jc', seed=0), []) if which == 'study' else (_ring_learner(), [JacobianClampCallback(), ConditionNumberCallback()])
+    learn, cbs = ((study_learner('ring' if which == 'study' else 'ring-cond', 'jc', seed=0), []) if which != 'quick start'
+                  else (_ring_learner(), [JacobianClampCallback(), ConditionNumberCallback()]))
     run = wandb.init(project='gan-conditioning-test', dir=str(tmp_path), mode='offline')   # the env is read once a process
     try: _fit(learn, 1, cbs + [WandbCallback()])
     finally: run.finish()
@@ -107,5 +110,6 @@ def test_wandb_offline_with_defaults(tmp_path, monkeypatch, which):
     recs = _wandb_records(glob.glob(f'{runs[0]}/run-*.wandb')[0])
     keys = {i.key or '/'.join(i.nested_key) for r in recs if r.WhichOneof('record_type') == 'history' for i in r.history.item}
     assert {'train_loss', 'log_cond', 'Q', 'Prediction Samples/path'} <= keys, keys
-    if which == 'study': assert {'modes', 'hq', 'sv_collapse'} <= keys
+    if which != 'quick start': assert {'modes', 'hq', 'sv_collapse'} <= keys
+    if which == 'conditional': assert 'label_acc' in keys
     assert glob.glob(f'{runs[0]}/files/media/images/Prediction Samples_*.png')

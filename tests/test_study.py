@@ -49,7 +49,7 @@ def test_interrupted_study_keeps_finished_runs(tmp_path):
     assert (out / 'ring/study.png').stat().st_size > 10_000 and (out / 'ring/results.csv').exists()
 
 @pytest.mark.parametrize('args, message', [
-    (['--dataset', 'cifar'], "unknown dataset 'cifar'; choose from: ring, grid, mnist, stacked_mnist, pacgan-ring, pacgan-grid, stacked-mnist-d4, stacked-mnist-d2, odena-mnist"),
+    (['--dataset', 'cifar'], "unknown dataset 'cifar'; choose from: ring, grid, mnist, stacked_mnist, ring-cond, grid-cond, mnist-cond, pacgan-ring, pacgan-grid, stacked-mnist-d4, stacked-mnist-d2, odena-mnist"),
     (['--variants', 'baseline,pack2'], "unknown variant part 'pack2'"),
     (['--dataset', 'pacgan-grid', '--variants', 'baseline,sr-static'], "pacgan-grid: the authors' critic has no spectrally normalised form"),
     (['--variants', ','], "--variants names no variant"),

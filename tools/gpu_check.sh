@@ -43,7 +43,7 @@ step "benchmarks"
 timeout $(limit 240 600) $PY tests/bench.py ${GC_CHECK_BENCH:-} || status=1
 
 step "a short study of each preset on $DEV, four runs at once"
-for preset in pacgan-ring,pac2 pacgan-grid,pac2 stacked-mnist-d4,pac2 stacked-mnist-d2,pac2 odena-mnist,jc; do
+for preset in pacgan-ring,pac2 pacgan-grid,pac2 stacked-mnist-d4,pac2 stacked-mnist-d2,pac2 odena-mnist,jc odena-mnist-cond,jc; do
   # _gc_study_main is the gc-study command (with PYTHONPATH and no pip install there is no gc-study on PATH); calling
   # gc_study() itself from `python -c` would ignore the arguments and run the default study
   timeout $(limit 120 600) $PY -c 'from gan_conditioning.studies import _gc_study_main; _gc_study_main()' --dataset ${preset%,*} --variants baseline,${preset#*,} \
@@ -62,6 +62,13 @@ n = int(sys.argv[2])
 for v in ('sn', 'sr-static'):
     res, curves, _ = train_run(d, v, 0, steps=n, every=n, device=sys.argv[1])
     print(f"{v}: {curves.seconds.iloc[-1] / n * 1000:.0f} ms per iteration of 5 critic steps and one generator step; status {res['status']}", flush=True)
+# the conditional form (cBN G, SN projection D, one critic step at the authors' ImageNet optimiser) on random images and classes
+dc = study_data('srgan-cifar-cond-c64-b128').replace(real=lambda: (torch.rand(4096, 3, 32, 32) * 2 - 1, torch.randint(10, (4096,))),
+                                                     metric=lambda: lambda x, y=None: {}, n_curve=64, n_eval=64, columns=())
+if sys.argv[1] == 'cpu': dc = dc.replace(generator=partial(resnet_generator, ch=16, n_classes=10))
+for v in ('sn', 'sr-dynamic'):
+    res, curves, _ = train_run(dc, v, 0, steps=n, every=n, device=sys.argv[1])
+    print(f"conditional {v}: {curves.seconds.iloc[-1] / n * 1000:.0f} ms per iteration of one critic step and one generator step; status {res['status']}", flush=True)
 PYEOF
 step "done: $([ $status = 0 ] && echo 'all passed' || echo 'something FAILED, see above')"
 exit $status
