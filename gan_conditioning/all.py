@@ -8,7 +8,7 @@ Docs: https://gan-conditioning.github.io/gan_conditioning/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #15620961
-from . import data, models, conditional, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, studies, distributed
+from . import data, models, conditional, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, comparisons, studies, distributed
 from .data import *
 from .models import *
 from .conditional import *
@@ -23,6 +23,8 @@ from .regularization import *
 from .losses import *
 from .ntk import *
 from .protocols import *
+from .comparisons import *
 from .studies import *
 from .distributed import *
-__all__ = [n for m in (data, models, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, studies, distributed) for n in m.__all__]
+_MODULES = (data, models, conditional, geometry, conditioning, clamping, metrics, manifold, packing, spectral, regularization, losses, ntk, protocols, comparisons, studies, distributed)
+__all__ = [n for m in _MODULES for n in m.__all__]

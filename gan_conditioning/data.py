@@ -172,13 +172,13 @@ class NoiseRealDL(TfmdDL):
         return NoiseRealDL(ds.real, self.nz, **{**kw, **kwargs})
 
 # %% ../nbs/00_data.ipynb #270ac552
-def _check_labels(labels, n, n_classes):
+def _check_labels(labels, n, n_classes, what='real sample'):
     "`labels` as a long tensor `(n,)` of classes in [0, n_classes), or a one-line error that says what to pass."
     y = torch.as_tensor(labels)
     if y.is_floating_point() and not torch.equal(y, y.round()):
         raise ValueError(f"labels must be integer classes, got non-integer values such as {y[y != y.round()][0].item()}")
     y = y.long()
-    if y.shape != (n,): raise ValueError(f"labels must be one class per real sample, shape ({n},); got shape {tuple(y.shape)}")
+    if y.shape != (n,): raise ValueError(f"labels must be one class per {what}, shape ({n},); got shape {tuple(y.shape)}")
     if n and y.min() < 0: raise ValueError(f"labels must be classes 0, 1, ..., n_classes - 1; got {y.min().item()}")
     if n and n_classes is not None and y.max() >= n_classes:
         raise ValueError(f"labels must be below n_classes={n_classes}; got {y.max().item()} (pass n_classes={y.max().item() + 1} or fix the labels)")

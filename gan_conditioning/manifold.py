@@ -10,7 +10,8 @@ from typing import Callable, NamedTuple
 import torch
 
 # %% auto #0
-__all__ = ['knn_radii', 'ManifoldScores', 'manifold_scores', 'precision_recall', 'density_coverage', 'manifold_metric']
+__all__ = ['knn_radii', 'ManifoldScores', 'manifold_scores', 'precision_recall', 'density_coverage', 'manifold_metric',
+           'stacked_mnist_features']
 
 # %% ../nbs/05a_precision_recall.ipynb #a6e0d772
 _BUDGET = 256 * 2**20   # bytes of distances held at once: never one full N×M matrix above this
@@ -94,3 +95,13 @@ def manifold_metric(real:torch.Tensor, # real features `(N, d)` (or real samples
     real = _features(feats(real), 'real features')
     radii = knn_radii(real, (k_pr, k_dc), budget)   # once, not at every measurement
     return lambda x: _prdc(real, feats(x), k_pr, k_dc, budget, radii)._asdict()
+
+# %% ../nbs/05a_precision_recall.ipynb #fc090474
+from .metrics import classifier_outputs, _check_images
+
+def stacked_mnist_features(images:torch.Tensor, # Stacked-MNIST samples `(N, 3, 28, 28)` in [-1, 1]
+                           classifier:torch.nn.Module|None=None, # default `mnist_classifier()`
+                           batch_size:int=1000):
+    "The MNIST classifier's penultimate features of each channel, side by side: `(N, 3·d)`."
+    x = _check_images(images, 3, what='Stacked-MNIST images')
+    return classifier_outputs(x.reshape(-1, 1, 28, 28), classifier, batch_size)[0].reshape(len(x), -1)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import default_device
-from .data import Digits, load_mnist, ring_centers
+from .data import Digits, load_mnist, ring_centers, _check_labels
 from .geometry import eval_mode, as_conds
 from .conditioning import MeasureCallback, latent_shape, fixed_conditions
 
@@ -459,11 +459,7 @@ def label_mode_stats(samples:torch.Tensor, # generated points `(N, D)`
     per_class = [nearest[hq & (labels == c)].unique().numel() for c in labels.unique().tolist()]
     return LabelStats((hq & (nearest == labels)).double().mean().item(), sum(per_class) / len(per_class))
 
-def _check_classes(labels, n, n_classes):
-    y = torch.as_tensor(labels).long().cpu()
-    if y.shape != (n,): raise ValueError(f"labels must be one class per sample, shape ({n},); got {tuple(y.shape)}")
-    if n and (y.min() < 0 or y.max() >= n_classes): raise ValueError(f"labels must be classes in [0, {n_classes}); got {y.min().item()}..{y.max().item()}")
-    return y
+def _check_classes(labels, n, n_classes): return _check_labels(labels, n, n_classes, what='sample').cpu()   # the loaders' check, for generated samples
 
 def label_accuracy(logits:torch.Tensor, # a classifier's logits `(N, C)` on generated samples
                    labels:torch.Tensor): # the class each sample was generated for, `(N,)`

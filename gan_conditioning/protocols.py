@@ -22,7 +22,7 @@ from .conditioning import ConditionNumberCallback
 from .clamping import JacobianClampCallback, PathLengthCallback
 from .metrics import (mode_stats, generate, SampleMetricsCallback, stacked_mnist_stats, mnist_scores, label_mode_stats, label_accuracy, class_feature_stats, intra_class_frechet,
                                       mnist_classifier, feature_stats, classifier_outputs, InceptionFeatures, score_from_probs, features_frechet)
-from .manifold import manifold_metric
+from .manifold import manifold_metric, stacked_mnist_features
 from .packing import PackingCallback
 from .spectral import SpectralMonitorCallback
 from .regularization import SpectralRegularizationCallback
@@ -130,9 +130,11 @@ def _cond_point_critic(n_classes, sn, pack=1):
     if sn: raise ValueError("the conditional 2-D datasets have no spectrally normalised critic (SR acts on convolutions): run SN and SR variants on mnist-cond")
     return mlp_critic(pack=pack, n_classes=n_classes)
 
-def _stacked_metric():
+def _stacked_metric(n_real=10_000, n_manifold=10_000):
+    "PacGAN's modes and KL; precision, recall, density and coverage of the first `n_manifold` samples against `n_real` real ones, in per-channel classifier features (`stacked_mnist_features`)."
     clf = mnist_classifier()
-    return lambda x: stacked_mnist_stats(x, clf)._asdict()
+    manifold = manifold_metric(_stacked_images(n_real), partial(stacked_mnist_features, classifier=clf))
+    return lambda x: {**stacked_mnist_stats(x, clf)._asdict(), **manifold(x[:n_manifold])}
 
 _DATASETS = {
     'ring': _points('ring', ring_data, ring_centers, 0.01),
@@ -144,7 +146,7 @@ _DATASETS = {
     'stacked_mnist': StudyData('stacked_mnist', _stacked_images, nz=64, bs=64, lr=2e-4, epochs=4,
                                generator=partial(dcgan_generator, nz=64, n_channels=3, width=32),
                                critic=partial(_dcgan_critic, n_channels=3, width=8),
-                               metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=26_000, n_curve=10_000),
+                               metric=_stacked_metric, columns=('modes', 'kl', *_MANIFOLD), score='modes', n_eval=26_000, n_curve=10_000),
     'ring-cond': _points('ring-cond', ring_data, ring_centers, 0.01).replace(real=partial(_labelled, ring_data, 20_000, 0), n_classes=8,
                       generator=partial(mlp_generator, nz=2, n_classes=8), critic=partial(_cond_point_critic, 8), columns=('modes', 'hq', 'rkl', *_MANIFOLD, 'label_acc', 'class_modes')),
     'grid-cond': _points('grid-cond', grid_data, grid_centers, 0.05).replace(real=partial(_labelled, grid_data, 20_000, 0), n_classes=25,
@@ -229,7 +231,7 @@ def _unrolled_stacked(name, channels):
     "PacGAN's Stacked MNIST experiment, Unrolled-GAN setting: stacked_MNIST_experiments/unrolled_GAN_experiment/."
     return StudyData(name, _stacked_images, nz=256, bs=128, lr=1e-4, epochs=None, steps=500_000,
                      generator=partial(unrolled_generator, 256), critic=partial(_without_sn, partial(unrolled_critic, channels=channels), name),
-                     metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=25_600, n_curve=10_000,
+                     metric=_stacked_metric, columns=('modes', 'kl', *_MANIFOLD), score='modes', n_eval=25_600, n_curve=10_000,
                      betas=(0.5, 0.99), critic_lr_mult=2., packs=True)
 
 def _init_normal(build, *args, **kwargs): return init_normal_(build(*args, **kwargs))
@@ -257,12 +259,14 @@ def _odena_mnist_cond():
 def _sn_resnet_critic(ch, sn, pack=1): return sn_resnet_critic(ch, pack=pack, sn=sn)
 
 def _cifar_metric(n_real=10_000):
-    "IS and FID through pytorch-fid's Inception (`InceptionFeatures`), the real statistics from `n_real` training images."
+    "IS and FID through pytorch-fid's Inception (`InceptionFeatures`), with precision, recall, density and coverage in its 2,048 pool features; the real ones from `n_real` training images."
     net = InceptionFeatures()
-    real = feature_stats(net.extract(_cifar_images()[:n_real], progress=False)[0])
+    feats = net.extract(_cifar_images()[:n_real], progress=False)[0]
+    dev = next(net.parameters()).device   # the neighbours on the GPU when there is one: 10,000 x 10,000 distances in 2048-d
+    real, manifold = feature_stats(feats), manifold_metric(feats.to(dev))
     def metric(x, y=None):   # a conditional run's classes are not scored: no CIFAR-10 classifier ships with the library
         feats, logits = net.extract(x, progress=False)
-        return dict(inception_score=score_from_probs(logits.softmax(1), 10).mean, fid=features_frechet(feats, real))
+        return dict(inception_score=score_from_probs(logits.softmax(1), 10).mean, fid=features_frechet(feats, real), **manifold(feats.to(dev)))
     return metric
 
 def _cifar_images(): return load_cifar10()
@@ -272,14 +276,14 @@ def srgan_cifar(ch:int=64, # the critic's channels ("critic ch" of Liu et al.'s 
     "Liu et al.'s CIFAR-10 setting `bs`–`ch`: SN-GAN's ResNets, hinge, Adam(2e-4, 0, 0.9), 5 critic steps (SN/SR variants), 50k iterations."
     return StudyData(f'srgan-cifar-c{ch}-b{bs}', _cifar_images, nz=128, bs=bs, lr=2e-4, epochs=None, steps=50_000,
                      generator=resnet_generator, critic=partial(_sn_resnet_critic, ch), metric=_cifar_metric,
-                     columns=('inception_score', 'fid'), score='inception_score', n_eval=10_000, n_curve=5_000, betas=(0., 0.9))
+                     columns=('inception_score', 'fid', *_MANIFOLD), score='inception_score', n_eval=10_000, n_curve=5_000, betas=(0., 0.9))
 
 def srgan_stacked(ch:int=4, # the SN critic's width (`dcgan_critic`)
                   bs:int=64): # the batch
     "Liu et al.'s two levers at CPU scale: Stacked MNIST (30,000 images), a DCGAN generator of width 32 against a critic of width `ch`."
     return StudyData(f'srgan-stacked-c{ch}-b{bs}', partial(_stacked_images, 30_000), nz=64, bs=bs, lr=2e-4, epochs=None, steps=9_400,
                      generator=partial(dcgan_generator, nz=64, n_channels=3, width=32), critic=partial(_dcgan_critic, n_channels=3, width=ch),
-                     metric=_stacked_metric, columns=('modes', 'kl'), score='modes', n_eval=26_000, n_curve=10_000, betas=(0., 0.9))
+                     metric=_stacked_metric, columns=('modes', 'kl', *_MANIFOLD), score='modes', n_eval=26_000, n_curve=10_000, betas=(0., 0.9))
 
 def _cifar_labelled(): return load_cifar10(labels=True)
 def _sn_resnet_critic_cond(ch, n_classes, sn, pack=1): return sn_resnet_critic(ch, pack=pack, sn=sn, n_classes=n_classes)
@@ -289,7 +293,7 @@ def srgan_cifar_cond(ch:int=64, # the critic's channels
     "Liu et al.'s conditional setting (their ImageNet code, SRGANs `configs/config.yml`) on CIFAR-10's classes: a cBN ResNet G, an SN projection ResNet D, hinge, one critic step, Adam G 1e-4, D 4e-4, β = (0, 0.999)."
     return StudyData(f'srgan-cifar-cond-c{ch}-b{bs}', _cifar_labelled, nz=128, bs=bs, lr=1e-4, epochs=None, steps=50_000, n_classes=10,
                      generator=partial(resnet_generator, n_classes=10), critic=partial(_sn_resnet_critic_cond, ch, 10), metric=_cifar_metric,
-                     columns=('inception_score', 'fid'), score='inception_score', n_eval=10_000, n_curve=5_000, betas=(0., 0.999),
+                     columns=('inception_score', 'fid', *_MANIFOLD), score='inception_score', n_eval=10_000, n_curve=5_000, betas=(0., 0.999),
                      critic_lr_mult=4., sn_opt=dict(loss='hinge', n_crit=1, betas=(0., 0.999)))
 
 _SETTINGS.update({'srgan-cifar': srgan_cifar, 'srgan-stacked': srgan_stacked, 'srgan-cifar-cond': srgan_cifar_cond})
@@ -407,6 +411,7 @@ def train_run(data:StudyData|str, variant:str, seed:int, # as `study_learner`
     except FloatingPointError as e: status, message = 'diverged', str(e).splitlines()[-1].strip()
     res = dict(dataset=data.name, variant=variant, seed=seed, status=status, epochs=epochs, steps=clock.step, lr=lr,
                **{c: math.nan for c in data.columns}, log_kappa=cn.history[-1]['log_cond'] if cn.history else math.nan,
+               log_kappa_sd=cn.history[-1]['std'] if cn.history else math.nan,   # its spread over the fixed latents
                **({f'log_kappa[{c}]': cn.history[-1].get(f'log_cond[{c}]', math.nan) for c in range(data.n_classes)} if data.n_classes and cn.history else {}),
                sv_collapse=mon.history[-1]['sv_collapse'] if mon.history else math.nan, minutes=(time.time() - start) / 60, message=message)
     if status == 'ok' and is_main_process():   # measurements are rank 0's under torchrun

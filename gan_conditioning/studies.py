@@ -24,10 +24,11 @@ from fastprogress.fastprogress import progress_bar
 from .protocols import StudyData, study_data, parse_variant, train_run, eval_labels
 from .distributed import is_main_process
 from .clamping import _console
+from .comparisons import compare_variants, correlation_test, correlate_runs
 
 # %% auto #0
 __all__ = ['study_dir', 'StudyError', 'cached', 'checkpoint_state', 'save_checkpoint', 'load_checkpoint', 'Study', 'run_study',
-           'default_jobs', 'study_summary', 'plot_study', 'compare_variants', 'gc_study']
+           'default_jobs', 'study_summary', 'plot_study', 'gc_study']
 
 # %% ../nbs/11_studies.ipynb #69a317e7
 def study_dir(folder:str|Path|None=None): # default: $GC_STUDY_CACHE, else ~/.cache/gan_conditioning/studies
@@ -376,78 +377,6 @@ def plot_study(study:Study, # from `run_study`
     axs[0].legend(fontsize=7); fig.suptitle(f"{study.data.name}: {len(study.runs)} runs", fontsize=10)
     fig.tight_layout()
     return fig
-
-# %% ../nbs/11_studies.ipynb #43654737
-def _mean_diff(x, y, axis=-1): return x.mean(axis) - y.mean(axis)
-def _var_ratio(x, y, axis=-1): return x.var(axis, ddof=1) / y.var(axis, ddof=1)
-
-_MIN_SPREAD = 3   # runs an arm needs for an interval or a variance test: at n = 2 both deviations from the median are equal
-
-def _interval(samples, statistic, n_resamples, rng):
-    "A 95% bootstrap interval of `statistic`; NaN below 3 runs (two runs have one resample spread), the point itself where every resample agrees."
-    if min(map(len, samples)) < _MIN_SPREAD: return math.nan, math.nan
-    if all(np.ptp(s) == 0 for s in samples):   # every resample is the same: the point itself (NaN for 0/0)
-        with np.errstate(all='ignore'): return (float(statistic(*samples)),) * 2
-    with np.errstate(all='ignore'), warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # scipy warns, and returns NaN, on degenerate resamples
-        ci = stats.bootstrap(samples, statistic, n_resamples=n_resamples, rng=rng, vectorized=True, method='BCa').confidence_interval
-    return ci.low, ci.high
-
-def _ratio_interval(x, b, n_resamples, rng):
-    "A 95% percentile bootstrap interval of var(x)/var(b), each sample resampled on its own; resamples where both have no spread (0/0) say nothing and are left out, and one where only `b` has none counts as ∞."
-    if min(len(x), len(b)) < _MIN_SPREAD: return math.nan, math.nan
-    draw = lambda s: s[rng.integers(0, len(s), (n_resamples, len(s)))]
-    with np.errstate(all='ignore'): r = _var_ratio(draw(x), draw(b))
-    r = r[~np.isnan(r)]
-    if not len(r): return math.nan, math.nan
-    lo, hi = np.quantile(r, [0.025, 0.975], method='inverted_cdf')   # no interpolation, so an ∞ stays ∞
-    return float(lo), float(hi)
-
-def _left_out(runs, score):
-    "A note for each variant with runs missing from `n`: diverged, or finished without a score (a collapsed run has no reverse KL)."
-    notes = {}
-    for v, r in runs.groupby('variant', sort=False):
-        div, nan = (r.status != 'ok').sum(), ((r.status == 'ok') & r[score].isna()).sum()
-        if div or nan: notes[v] = ', '.join([f"{div} diverged"] * bool(div) + [f"{nan} without {score}"] * bool(nan)) + f" (of {len(r)} runs)"
-    return notes
-
-def _compare_one(runs, score, baseline, n_resamples, seed):
-    if score not in runs: raise ValueError(f"no score {score!r} in the runs; pass one of {[c for c in runs.select_dtypes('number') if c not in ('seed', 'epochs', 'steps', 'lr', 'minutes')]}")
-    if baseline not in set(runs.variant): raise ValueError(f"no '{baseline}' runs to compare with; pass baseline= one of {list(runs.variant.unique())}")
-    ok = runs[(runs.status == 'ok') & runs[score].notna()]
-    groups = {v: ok.loc[ok.variant == v, score].to_numpy(float) for v in runs.variant.unique()}
-    b, rows, notes = groups[baseline], [], _left_out(runs, score)
-    for v, x in groups.items():
-        rng = np.random.default_rng(seed)
-        n, row = len(x), dict(variant=v, n=len(x))
-        row.update(mean=x.mean() if n else math.nan, se=x.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan)
-        row['ci_low'], row['ci_high'] = _interval((x,), np.mean, n_resamples, rng)
-        if v != baseline and n and len(b):   # an arm (or a baseline) whose every run has no score is compared with nothing
-            row['diff'] = x.mean() - b.mean()
-            if min(n, len(b)) > 1: row['p'] = stats.permutation_test((x, b), _mean_diff, n_resamples=n_resamples, rng=rng, vectorized=True).pvalue
-            if n > 1 and len(b) > 1:
-                vx, vb = x.var(ddof=1), b.var(ddof=1)
-                row['var_ratio'] = vx / vb if vb > 0 else math.inf if vx > 0 else math.nan   # 0/0: no spread to compare
-                row['vr_low'], row['vr_high'] = _ratio_interval(x, b, n_resamples, rng)
-                if min(n, len(b)) >= _MIN_SPREAD:
-                    with warnings.catch_warnings(): warnings.simplefilter('ignore'); row['p_var'] = stats.levene(x, b, center='median').pvalue
-        rows.append(row)
-    cols = ['n', 'mean', 'se', 'ci_low', 'ci_high', 'diff', 'p', 'var_ratio', 'vr_low', 'vr_high', 'p_var']
-    t = pd.DataFrame(rows).set_index('variant').reindex(columns=cols)
-    if notes: t['note'] = pd.Series(notes).reindex(t.index).fillna('')   # only when some run was left out
-    return t
-
-def compare_variants(study:Study|pd.DataFrame, # a `Study`, or its `runs` table
-                     score:str|list|None=None, # the score(s) to compare (default: the dataset's score)
-                     baseline:str='baseline', # the variant every other is compared with
-                     n_resamples:int=9_999, # bootstrap and permutation resamples
-                     seed:int=0): # of the resampling, so that a table is reproducible
-    "How sure a study is: per variant n, mean ± SE, a 95% bootstrap interval, the difference to `baseline` with a permutation p, and the variance ratio."
-    runs = study.runs if isinstance(study, Study) else study
-    score = score or study.data.score
-    if isinstance(score, str): return _compare_one(runs, score, baseline, n_resamples, seed)
-    t = pd.concat({s: _compare_one(runs, s, baseline, n_resamples, seed) for s in score}, names=['score'])
-    return t.assign(note=t.note.fillna('')) if 'note' in t else t
 
 # %% ../nbs/11_studies.ipynb #fb1f610d
 def _compare_text(study):

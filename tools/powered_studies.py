@@ -3,7 +3,7 @@
     python tools/powered_studies.py ring     # baseline, jc, pac2 on the ring, seeds 0-63 (192 runs, ~1 h with 2 cores free)
     python tools/powered_studies.py grid     # GAN vs PacGAN2 on pacgan-grid at the tutorial's setting, seeds 0-25 (52 runs, ~6 h)
     python tools/powered_studies.py pl-ring  # issue 24: baseline, JC, StyleGAN2's PL, JC+PL on the ring, seeds 0-15 (32 new runs)
-    python tools/powered_studies.py pl-mnist # the same four on odena-mnist, seeds 0-4 (20 runs, ~2.5 h on one core)
+    python tools/powered_studies.py pl-mnist # the same four on odena-mnist, seeds 0-4 (20 runs, 75 min with --jobs 2)
     python tools/powered_studies.py conditional   # odena-mnist-cond: baseline, jc, sr-static+ns+crit1, seeds 0-4 (15 runs, ~1 h with 2 cores free)
     python tools/powered_studies.py --finished ring   # read back what has finished (trains nothing) and rewrite its tables
 
