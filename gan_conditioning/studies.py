@@ -24,7 +24,7 @@ from fastprogress.fastprogress import progress_bar
 from .protocols import StudyData, study_data, parse_variant, train_run, eval_labels
 from .distributed import is_main_process
 from .clamping import _console
-from .comparisons import compare_variants, correlation_test, correlate_runs
+from .comparisons import compare_variants   # Study.compare and gc-study's table
 
 # %% auto #0
 __all__ = ['study_dir', 'StudyError', 'cached', 'checkpoint_state', 'save_checkpoint', 'load_checkpoint', 'Study', 'run_study',
